@@ -1,0 +1,14 @@
+"""MGNet's custom Keras layers."""
+
+from mgnet_tf.layers.feature_fusion import FeatureFusion
+from mgnet_tf.layers.glimpse_sampler import GlimpseSampler, sample_glimpses
+from mgnet_tf.layers.gradient_rescale import GradientRescale
+from mgnet_tf.layers.localization_head import LocalizationHead
+
+__all__ = [
+    "FeatureFusion",
+    "GlimpseSampler",
+    "GradientRescale",
+    "LocalizationHead",
+    "sample_glimpses",
+]

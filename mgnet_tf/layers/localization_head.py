@@ -1,0 +1,67 @@
+"""Localization network (eq. 4): where the next glimpse looks."""
+
+import keras
+from keras import ops
+
+from mgnet_tf.layers.gradient_rescale import GradientRescale
+
+
+@keras.saving.register_keras_serializable(package="mgnet_tf")
+class LocalizationHead(keras.layers.Layer):
+    """Predicts the next glimpse's (s, x, y) from the fused feature F_t (eq. 4).
+
+    Dense(3) -> sigmoid -> gradient re-scaling by `grad_scale` (eq. 5), then
+    s = sigma_s (scale_max - scale_min) + scale_min and
+    (x, y) = (2 sigma_xy - 1)(1 - s), which keeps the glimpse inside the image.
+
+    Args:
+        grad_scale: float, the gradient re-scaling factor s of eq. 5. The paper
+            uses 0.02 for ResNet-18 and 0.01 for larger backbones.
+        scale_min: float in (0, 1], smallest glimpse side as a fraction of the image
+            (the paper's a_min = 0.2).
+        scale_max: float in [scale_min, 1], largest one (a_max = 0.5).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    ```python
+    head = mgnet_tf.layers.LocalizationHead(grad_scale=0.02)
+    head(np.random.rand(2, 515).astype("float32")).shape  # (2, 3)
+    ```
+    """
+
+    def __init__(self, grad_scale=0.02, scale_min=0.2, scale_max=0.5, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < scale_min <= scale_max <= 1.0:
+            raise ValueError(
+                "Expected 0 < scale_min <= scale_max <= 1. Received: "
+                f"scale_min={scale_min}, scale_max={scale_max}"
+            )
+        self.grad_scale = grad_scale
+        self.scale_min = scale_min
+        self.scale_max = scale_max
+        self.dense = keras.layers.Dense(3, name="dense")
+        self.rescale = GradientRescale(grad_scale, name="gradient_rescale")
+
+    def build(self, features_shape):
+        self.dense.build(features_shape)
+
+    def call(self, features):
+        raw = self.rescale(ops.sigmoid(self.dense(features)))
+        scale = raw[:, 0:1] * (self.scale_max - self.scale_min) + self.scale_min
+        offset = (2.0 * raw[:, 1:3] - 1.0) * (1.0 - scale)
+        return ops.concatenate([scale, offset], axis=-1)
+
+    def compute_output_shape(self, features_shape):
+        return (features_shape[0], 3)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "grad_scale": self.grad_scale,
+                "scale_min": self.scale_min,
+                "scale_max": self.scale_max,
+            }
+        )
+        return config

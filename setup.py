@@ -1,0 +1,19 @@
+"""Install mgnet-tf: `pip install -e .` (add `[test]` for the test suite)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mgnet-tf",
+    version="0.1.0",
+    description="Multi-Glimpse Network (MGNet, BMVC 2021) in Keras 3 / TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mgnet_tf", "mgnet_tf.*"]),
+    python_requires=">=3.10",
+    # Keras 3 comes with TensorFlow 2.16+; 2.21 is the release this project is tested on.
+    install_requires=["tensorflow>=2.21", "keras>=3.10", "numpy", "absl-py"],
+    extras_require={
+        # torch is only a numerical reference for the sampler (affine_grid + grid_sample).
+        "test": ["pytest", "torch"],
+    },
+)

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from mgnet_tf.layers import GlimpseSampler
+
+
+def _sample(images, params, size):
+    return GlimpseSampler(size)(np.asarray(images, "float32"), np.asarray(params, "float32"))
+
+
+def test_identity_at_full_size_returns_the_image():
+    images = np.random.rand(2, 7, 9, 3).astype("float32")
+    out = _sample(images, [[1, 0, 0]] * 2, (7, 9))
+    np.testing.assert_allclose(out, images, atol=1e-6)
+
+
+def test_known_crop_corners():
+    # A 5x5 ramp: pixel (r, c) holds 10 r + c. Pixel i sits at normalized -1 + i / 2.
+    ramp = (10 * np.arange(5)[:, None] + np.arange(5)[None, :]).astype("float32")
+    images = ramp[None, :, :, None]
+    # s = 0.5, centre (x, y) = (0.5, -0.5): columns span [0, 1] -> pixels 2..4,
+    # rows span [-1, 0] -> pixels 0..2. A 3x3 glimpse lands on whole pixels.
+    out = _sample(images, [[0.5, 0.5, -0.5]], (3, 3))[0, :, :, 0]
+    expected = np.array([[2, 3, 4], [12, 13, 14], [22, 23, 24]], "float32")
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    # A 2x2 glimpse of the same region reads the four corners.
+    out = _sample(images, [[0.5, 0.5, -0.5]], (2, 2))[0, :, :, 0]
+    np.testing.assert_allclose(out, [[2, 4], [22, 24]], atol=1e-5)
+
+
+def test_bilinear_between_pixels():
+    ramp = (10 * np.arange(5)[:, None] + np.arange(5)[None, :]).astype("float32")
+    # Centre at x = 0.25 (pixel column 2.5), y = 0 (row 2): a 1x1 glimpse samples it.
+    out = _sample(ramp[None, :, :, None], [[0.5, 0.25, 0.0]], (1, 1))
+    np.testing.assert_allclose(out[0, 0, 0, 0], 22.5, atol=1e-5)
+
+
+def test_outside_the_image_reads_zeros():
+    images = np.ones((1, 4, 4, 2), "float32")
+    # Shifted right by a whole image width: every sample is outside.
+    out = _sample(images, [[1.0, 2.0 + 2.0 / 3.0, 0.0]], (4, 4))
+    np.testing.assert_allclose(out, 0.0)
+    # Half a pixel past the last column: half of the value survives (zero padding).
+    out = _sample(images, [[1.0, 1.0 / 3.0, 0.0]], (4, 4))
+    np.testing.assert_allclose(out[0, :, 3], 0.5, atol=1e-6)
+    np.testing.assert_allclose(out[0, :, :3], 1.0, atol=1e-6)
+
+
+def _torch_reference(images, params, size):
+    torch = pytest.importorskip("torch")
+    images = torch.tensor(images.transpose(0, 3, 1, 2), requires_grad=True)
+    params_t = torch.tensor(params, requires_grad=True)
+    zero = torch.zeros_like(params_t[:, 0])
+    theta = torch.stack(
+        [
+            torch.stack([params_t[:, 0], zero, params_t[:, 1]], 1),
+            torch.stack([zero, params_t[:, 0], params_t[:, 2]], 1),
+        ],
+        1,
+    )
+    grid = torch.nn.functional.affine_grid(
+        theta, (images.shape[0], images.shape[1], *size), align_corners=True
+    )
+    out = torch.nn.functional.grid_sample(
+        images, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return out, images, params_t
+
+
+@pytest.mark.parametrize(
+    "image_shape, size",
+    [((3, 17, 23, 2), (5, 7)), ((2, 64, 64, 3), (32, 32)), ((2, 9, 9, 1), (1, 4))],
+)
+def test_matches_pytorch_values_and_gradients(image_shape, size):
+    rng = np.random.default_rng(1)
+    images = rng.random(image_shape, dtype=np.float32)
+    batch = image_shape[0]
+    # Scales and offsets that reach past the border, so zero padding is exercised.
+    params = np.stack(
+        [rng.uniform(0.2, 1.2, batch), rng.uniform(-0.9, 0.9, batch), rng.uniform(-0.9, 0.9, batch)],
+        axis=1,
+    ).astype("float32")
+    out_t, images_t, params_t = _torch_reference(images, params, size)
+    upstream = rng.standard_normal(out_t.shape).astype("float32")
+    (out_t * __import__("torch").tensor(upstream)).sum().backward()
+
+    images_tf = tf.constant(images)
+    params_tf = tf.constant(params)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([images_tf, params_tf])
+        out = GlimpseSampler(size)(images_tf, params_tf)
+        weighted = tf.reduce_sum(out * tf.constant(upstream.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(weighted, images_tf).numpy(),
+        images_t.grad.numpy().transpose(0, 2, 3, 1),
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        tape.gradient(weighted, params_tf).numpy(), params_t.grad.numpy(), rtol=1e-4, atol=1e-3
+    )
+
+
+def test_gradients_reach_images_and_params():
+    images = tf.Variable(np.random.rand(2, 16, 16, 3).astype("float32"))
+    params = tf.Variable([[0.5, 0.1, -0.2], [0.3, -0.4, 0.4]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(GlimpseSampler(8)(images, params) ** 2)
+    grad_images, grad_params = tape.gradient(loss, [images, params])
+    assert np.abs(grad_images.numpy()).sum() > 0
+    assert np.all(np.abs(grad_params.numpy()) > 0)
+
+
+def test_compiles_with_xla_and_matches_eager():
+    sampler = GlimpseSampler((8, 8))
+    images = tf.constant(np.random.rand(2, 16, 16, 3).astype("float32"))
+    params = tf.constant([[0.5, 0.1, -0.2], [0.3, -0.4, 0.4]])
+
+    @tf.function(jit_compile=True)
+    def sample_and_grad(images, params):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            out = sampler(images, params)
+            total = tf.reduce_sum(out)
+        return out, tape.gradient(total, params)
+
+    out, grad = sample_and_grad(images, params)
+    np.testing.assert_allclose(out.numpy(), sampler(images, params).numpy(), atol=1e-6)
+    assert np.all(np.isfinite(grad.numpy())) and np.all(grad.numpy() != 0)
+
+
+def test_shapes_config_and_keras_round_trip(tmp_path):
+    images_in = keras.Input((16, 16, 3))
+    params_in = keras.Input((3,))
+    out = GlimpseSampler((8, 6), name="sampler")(images_in, params_in)
+    assert tuple(out.shape) == (None, 8, 6, 3)
+    model = keras.Model([images_in, params_in], out)
+    path = tmp_path / "sampler.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # safe_mode=True is the default
+    images = np.random.rand(2, 16, 16, 3).astype("float32")
+    params = np.array([[0.5, 0.1, -0.2], [0.9, 0.0, 0.0]], "float32")
+    np.testing.assert_allclose(loaded([images, params]), model([images, params]), atol=0)
+    config = GlimpseSampler((8, 6)).get_config()
+    assert GlimpseSampler.from_config(config).output_size == (8, 6)
+
+
+def test_runs_inside_dataset_map():
+    images = np.random.rand(4, 16, 16, 3).astype("float32")
+    params = np.tile(np.array([[0.5, 0.0, 0.0]], "float32"), (4, 1))
+    sampler = GlimpseSampler(8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, params)).batch(2)
+    mapped = [x.numpy() for x in dataset.map(sampler)]
+    np.testing.assert_allclose(np.concatenate(mapped), sampler(images, params), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, (4,), (4, -1), (2.5, 3)])
+def test_bad_output_size_is_named(bad):
+    with pytest.raises(ValueError, match="output_size"):
+        GlimpseSampler(bad)
