@@ -1,0 +1,334 @@
+"""The Multi-Glimpse Network (Tan, Dong, Ma, BMVC 2021) as a Keras 3 model."""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from mgnet_tf import backbones
+from mgnet_tf.layers import FeatureFusion, GlimpseSampler, LocalizationHead
+
+# ImageNet statistics, the convention of torchvision and the paper's code.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def glimpse_size(image_size, downsample):
+    """Side of a glimpse: floor(image_size / downsample), e.g. 224 / (7/3) = 96.
+
+    A small tolerance keeps exact ratios exact: 224 / 2.3333333333333335 is
+    95.99999999999999 in floating point, and the paper's glimpse is 96 px.
+    """
+    return int(math.floor(image_size / downsample + 1e-6))
+
+
+@keras.saving.register_keras_serializable(package="mgnet_tf")
+class MGNet(keras.Model):
+    """Multi-Glimpse Network: classifies an image from a few low-resolution glimpses.
+
+    Each step t samples a glimpse of `image_size / downsample` pixels (the first one is
+    the whole image, downsampled), encodes it with the shared backbone into h_t, appends
+    the glimpse's (s, x, y) (stop-gradient) as a positional code, fuses all tokens so far
+    by attention into F_t (eq. 3), classifies F_t (global classifier) and predicts where
+    to look next from F_t (eq. 4). A glimpse classifier on h_t adds the auxiliary loss of
+    eq. 8 during training. `num_glimpses=1, downsample=1` is the FF-Net baseline.
+
+    Images enter as float32 in [0, 1]; mean/std normalization happens inside, so
+    attacks and serving work in pixel space.
+
+    Args:
+        backbone: a registered name (`mgnet_tf.backbones.available_backbones()`, or
+            `"keras_app:<Name>"`), or a `keras.Model` mapping a glimpse
+            (B, g, g, channels) to a pooled feature vector (B, D).
+        num_classes: int, number of classes.
+        image_size: int, side of the (square) input image.
+        num_glimpses: int, T, glimpses per image (the paper: 4 on ImageNet100, 3 on
+            Tiny ImageNet, 3-5 on translated MNIST).
+        downsample: float >= 1, M; a glimpse has floor(image_size / M) pixels a side.
+        channels: int, image channels (3 for RGB, 1 for MNIST).
+        alpha: float in [0, 1], weight of the glimpse classifier loss (eq. 6).
+        grad_scale: float, gradient re-scaling factor s of the localization network
+            (eq. 5).
+        scale_min: float, smallest glimpse side as a fraction of the image (a_min).
+        scale_max: float, largest glimpse side as a fraction of the image (a_max).
+        size_penalty: float >= 0, weight of the squared penalty on (s - scale_min) of
+            the learned glimpses (Appendix B, translated MNIST); 0 turns it off.
+        small_input: bool, ResNet backbones without the stem max-pool (the paper's
+            dagger networks for 64 px images).
+        dropout: float, dropout on the fusion attention weights.
+        num_heads: int, fusion attention heads (the paper: 1).
+        mean: per-channel mean subtracted inside the model; None means the ImageNet
+            mean for 3 channels and 0.5 otherwise.
+        std: per-channel standard deviation; None means the ImageNet std for 3 channels
+            and 0.5 otherwise.
+        **kwargs: standard `keras.Model` arguments (e.g. `name`).
+
+    Example:
+
+    ```python
+    model = mgnet_tf.MGNet("resnet18", num_classes=200, image_size=64,
+                           num_glimpses=3, downsample=2, small_input=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    model.fit(images, labels, epochs=1)          # joint loss of eq. 6
+    outputs = model(images)                      # logits: (B, 3, 200)
+    early = model(images, num_glimpses=1)        # one backbone pass only
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone="resnet18",
+        num_classes=1000,
+        image_size=224,
+        num_glimpses=4,
+        downsample=7 / 3,
+        channels=3,
+        alpha=0.6,
+        grad_scale=0.02,
+        scale_min=0.2,
+        scale_max=0.5,
+        size_penalty=0.0,
+        small_input=False,
+        dropout=0.0,
+        num_heads=1,
+        mean=None,
+        std=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("num_classes", num_classes)
+        _check_positive_int("image_size", image_size)
+        _check_positive_int("num_glimpses", num_glimpses)
+        _check_positive_int("channels", channels)
+        if not isinstance(downsample, (int, float)) or downsample < 1:
+            raise ValueError(
+                f"`downsample` must be a number >= 1. Received: downsample={downsample!r}"
+            )
+        if glimpse_size(image_size, downsample) < 1:
+            raise ValueError(
+                "`image_size / downsample` must be at least 1 pixel. Received: "
+                f"image_size={image_size}, downsample={downsample}"
+            )
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
+        if size_penalty < 0:
+            raise ValueError(
+                f"`size_penalty` must be >= 0. Received: size_penalty={size_penalty!r}"
+            )
+        default_mean, default_std = (
+            (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels,) * 2
+        )
+        mean = tuple(float(v) for v in (default_mean if mean is None else mean))
+        std = tuple(float(v) for v in (default_std if std is None else std))
+        if len(mean) != channels or len(std) != channels or min(std) <= 0:
+            raise ValueError(
+                f"`mean` and `std` need {channels} values (one per channel) and std > 0. "
+                f"Received: mean={mean}, std={std}"
+            )
+
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.num_glimpses = num_glimpses
+        self.downsample = float(downsample)
+        self.channels = channels
+        self.alpha = float(alpha)
+        self.grad_scale = float(grad_scale)
+        self.scale_min = float(scale_min)
+        self.scale_max = float(scale_max)
+        self.size_penalty = float(size_penalty)
+        self.small_input = bool(small_input)
+        self.dropout = float(dropout)
+        self.num_heads = num_heads
+        self.mean = mean
+        self.std = std
+        self.glimpse_size = glimpse_size(image_size, downsample)
+
+        # === Layers ===
+        glimpse_shape = (self.glimpse_size, self.glimpse_size, channels)
+        if isinstance(backbone, str):
+            self.backbone_name = backbone
+            self.backbone = backbones.get_backbone(backbone, glimpse_shape, small_input)
+        elif isinstance(backbone, keras.Model):
+            self.backbone_name = None
+            self.backbone = backbone
+        else:
+            raise ValueError(
+                "`backbone` must be a registered name or a keras.Model. "
+                f"Received: backbone={backbone!r}"
+            )
+        feature_shape = self.backbone.compute_output_shape((None, *glimpse_shape))
+        if len(feature_shape) != 2:
+            raise ValueError(
+                "The backbone must map a glimpse to a pooled vector (B, D). Received: "
+                f"output shape {feature_shape} for a glimpse of shape {glimpse_shape}"
+            )
+        self.feature_dim = feature_shape[-1]
+        self.sampler = GlimpseSampler(self.glimpse_size, name="glimpse_sampler")
+        self.glimpse_classifier = keras.layers.Dense(
+            num_classes, name="glimpse_classifier"
+        )
+        self.fusion = FeatureFusion(num_heads, dropout, name="feature_fusion")
+        self.classifier = keras.layers.Dense(num_classes, name="global_classifier")
+        self.localization = LocalizationHead(
+            grad_scale, scale_min, scale_max, name="localization"
+        )
+        # Top-1 accuracy after each glimpse, the early-exit curve during training.
+        self.glimpse_accuracies = [
+            keras.metrics.SparseCategoricalAccuracy(name=f"acc_{t}")
+            for t in range(1, num_glimpses + 1)
+        ]
+        # Every weight's shape is known now; building here lets users count
+        # parameters or load weights before the first call.
+        self.build()
+
+    def build(self, input_shape=None):
+        token_dim = self.feature_dim + 3
+        self.glimpse_classifier.build((None, self.feature_dim))
+        self.fusion.build((None, None, token_dim))
+        self.classifier.build((None, token_dim))
+        self.localization.build((None, token_dim))
+        self.built = True
+
+    def call(self, images, training=None, num_glimpses=None):
+        """Runs the glimpse loop.
+
+        Args:
+            images: float (B, image_size, image_size, channels) in [0, 1].
+            training: bool, training mode (batch norm, dropout).
+            num_glimpses: int <= T, glimpses to take (early exit); the backbone runs
+                exactly this many times. None means all T.
+
+        Returns:
+            dict of `logits` (B, t, num_classes), the global classifier after each
+            glimpse; `glimpse_logits` (B, t, num_classes), the glimpse classifier (only
+            for the loss); `glimpse_params` (B, t, 3), the (s, x, y) of each glimpse.
+        """
+        steps = self.num_glimpses if num_glimpses is None else num_glimpses
+        if not isinstance(steps, int) or not 1 <= steps <= self.num_glimpses:
+            raise ValueError(
+                f"`num_glimpses` must be an int in [1, {self.num_glimpses}]. "
+                f"Received: num_glimpses={num_glimpses!r}"
+            )
+        images = self.normalize(images)
+        batch = ops.shape(images)[0]
+        # A_1 is the identity: the first glimpse is the whole image, downsampled.
+        params = ops.tile(ops.convert_to_tensor([[1.0, 0.0, 0.0]]), (batch, 1))
+        tokens, logits, glimpse_logits, glimpse_params = [], [], [], []
+        for step in range(steps):
+            if step == 0 and self.glimpse_size == self.image_size:
+                glimpse = images  # the identity at full size: sampling would copy it
+            else:
+                glimpse = self.sampler(images, params)
+            features = self.backbone(glimpse, training=training)
+            glimpse_logits.append(self.glimpse_classifier(features))
+            glimpse_params.append(params)
+            # (s, x, y) is a positional code, not a path for gradients (Section 3).
+            position = ops.cast(ops.stop_gradient(params), features.dtype)
+            tokens.append(ops.concatenate([features, position], axis=-1))
+            fused = self.fusion(ops.stack(tokens, axis=1), training=training)
+            logits.append(self.classifier(fused))
+            if step + 1 < steps:
+                params = self.localization(fused)
+        return {
+            "logits": ops.stack(logits, axis=1),
+            "glimpse_logits": ops.stack(glimpse_logits, axis=1),
+            "glimpse_params": ops.stack(
+                [ops.cast(p, "float32") for p in glimpse_params], axis=1
+            ),
+        }
+
+    def normalize(self, images):
+        """Maps [0, 1] pixels to the backbone's input scale: (x - mean) / std."""
+        images = ops.cast(images, self.compute_dtype)
+        mean = ops.convert_to_tensor(self.mean, self.compute_dtype)
+        std = ops.convert_to_tensor(self.std, self.compute_dtype)
+        return (images - mean) / std
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """Joint loss of eqs. 6-8, plus the optional glimpse-size penalty.
+
+        L = alpha * mean_t CE(glimpse_logits_t) + (1 - alpha) * mean_t CE(logits_t).
+        `y` holds integer class labels (B,).
+        """
+        if self._compile_loss is not None:
+            raise ValueError(
+                "MGNet trains with its own joint loss (eqs. 6-8); call "
+                "`compile()` without `loss`. Received a compiled loss."
+            )
+        labels = ops.cast(ops.reshape(y, (-1, 1)), "int32")
+        steps = ops.shape(y_pred["logits"])[1]
+        labels = ops.broadcast_to(labels, (ops.shape(labels)[0], steps))
+
+        def mean_cross_entropy(logits):
+            per_step = keras.losses.sparse_categorical_crossentropy(
+                labels, ops.cast(logits, "float32"), from_logits=True
+            )
+            return ops.mean(per_step, axis=1)
+
+        per_example = self.alpha * mean_cross_entropy(y_pred["glimpse_logits"]) + (
+            1.0 - self.alpha
+        ) * mean_cross_entropy(y_pred["logits"])
+        if self.size_penalty > 0 and self.num_glimpses > 1:
+            # Only learned glimpses; the first is the fixed identity.
+            scales = y_pred["glimpse_params"][:, 1:, 0]
+            per_example += self.size_penalty * ops.mean(
+                ops.square(scales - self.scale_min), axis=1
+            )
+        if sample_weight is not None:
+            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+            loss = ops.sum(per_example * weights) / ops.maximum(ops.sum(weights), 1e-12)
+        else:
+            loss = ops.mean(per_example)
+        for extra in self.losses:
+            loss += ops.cast(ops.sum(extra), "float32")
+        # Keras sums gradients over replicas; scale so the sum is the global mean.
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logits = y_pred["logits"]
+        for step, metric in enumerate(self.glimpse_accuracies[: logits.shape[1]]):
+            metric.update_state(y, logits[:, step], sample_weight=sample_weight)
+        if self._compile_metrics is not None:
+            # Metrics given to compile() judge the final prediction.
+            self._compile_metrics.update_state(y, logits[:, -1], sample_weight)
+        return self.get_metrics_result()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": self.backbone_name
+                or keras.saving.serialize_keras_object(self.backbone),
+                "num_classes": self.num_classes,
+                "image_size": self.image_size,
+                "num_glimpses": self.num_glimpses,
+                "downsample": self.downsample,
+                "channels": self.channels,
+                "alpha": self.alpha,
+                "grad_scale": self.grad_scale,
+                "scale_min": self.scale_min,
+                "scale_max": self.scale_max,
+                "size_penalty": self.size_penalty,
+                "small_input": self.small_input,
+                "dropout": self.dropout,
+                "num_heads": self.num_heads,
+                "mean": list(self.mean),
+                "std": list(self.std),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["backbone"], dict):
+            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
