@@ -170,8 +170,11 @@ class MGNet(keras.Model):
         )
         self.fusion = FeatureFusion(num_heads, dropout, name="feature_fusion")
         self.classifier = keras.layers.Dense(num_classes, name="global_classifier")
-        self.localization = LocalizationHead(
-            grad_scale, scale_min, scale_max, name="localization"
+        # With one glimpse there is nothing to locate (FF-Net): no unused weights.
+        self.localization = (
+            LocalizationHead(grad_scale, scale_min, scale_max, name="localization")
+            if num_glimpses > 1
+            else None
         )
         # Top-1 accuracy after each glimpse, the early-exit curve during training.
         self.glimpse_accuracies = [
@@ -187,7 +190,8 @@ class MGNet(keras.Model):
         self.glimpse_classifier.build((None, self.feature_dim))
         self.fusion.build((None, None, token_dim))
         self.classifier.build((None, token_dim))
-        self.localization.build((None, token_dim))
+        if self.localization is not None:
+            self.localization.build((None, token_dim))
         self.built = True
 
     def call(self, images, training=None, num_glimpses=None):
@@ -325,7 +329,9 @@ class MGNet(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config["backbone"], dict):
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+            config["backbone"] = keras.saving.deserialize_keras_object(
+                config["backbone"]
+            )
         return cls(**config)
 
 

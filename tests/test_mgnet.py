@@ -57,9 +57,13 @@ def test_first_glimpse_sees_the_downsampled_image():
     inputs = keras.Input((16, 16, 1))
     flat = keras.layers.Flatten()(inputs)
     spy = keras.Model(inputs, flat)
-    model = MGNet(spy, num_classes=2, image_size=32, num_glimpses=1, downsample=2, channels=1)
+    model = MGNet(
+        spy, num_classes=2, image_size=32, num_glimpses=1, downsample=2, channels=1
+    )
     images = _images(1)
-    out_features = spy(model.sampler(model.normalize(images), np.array([[1.0, 0, 0]], "float32")))
+    out_features = spy(
+        model.sampler(model.normalize(images), np.array([[1.0, 0, 0]], "float32"))
+    )
     # The 16 x 16 identity glimpse of a 32 px image samples pixel 31 i / 15.
     expected = (images[0, :, :, 0] - 0.5) / 0.5
     idx = np.arange(16) * 31 / 15
@@ -99,11 +103,12 @@ def test_early_exit_equals_prefix_of_full_run():
 
 
 def test_weights_are_shared_across_glimpses():
-    one = _tiny(1)
-    three = _tiny(5)
-    one(_images())
-    three(_images())
-    assert len(one.trainable_weights) == len(three.trainable_weights)
+    two = _tiny(2)
+    five = _tiny(5)
+    two(_images())
+    five(_images())
+    assert len(two.trainable_weights) == len(five.trainable_weights)
+    assert two.count_params() == five.count_params()
 
 
 def test_two_fit_steps_lower_the_loss():
@@ -174,25 +179,35 @@ def test_keras_round_trip_with_safe_mode(tmp_path):
 def test_keras_round_trip_with_a_custom_backbone(tmp_path):
     inputs = keras.Input((16, 16, 3))
     features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
-    model = MGNet(keras.Model(inputs, features), num_classes=3, image_size=32,
-                  num_glimpses=2, downsample=2)
+    model = MGNet(
+        keras.Model(inputs, features),
+        num_classes=3,
+        image_size=32,
+        num_glimpses=2,
+        downsample=2,
+    )
     images = _images(2, 32, 3)
     expected = model(images)["logits"]
     path = tmp_path / "custom.keras"
     model.save(path)
-    np.testing.assert_allclose(keras.saving.load_model(path)(images)["logits"], expected, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.saving.load_model(path)(images)["logits"], expected, atol=1e-6
+    )
 
 
 def test_train_step_compiles_with_xla():
     model = _tiny(2)
     model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
-    history = model.fit(_images(4), np.array([0, 1, 2, 3]), epochs=1, batch_size=2, verbose=0)
+    history = model.fit(
+        _images(4), np.array([0, 1, 2, 3]), epochs=1, batch_size=2, verbose=0
+    )
     assert np.isfinite(history.history["loss"][0])
 
 
 def test_ff_net_baseline_is_the_backbone_on_the_whole_image():
     model = _tiny(1, downsample=1)
     assert model.glimpse_size == 32
+    assert model.localization is None  # nothing to locate: no unused weights
     out = model(_images())
     assert tuple(out["logits"].shape) == (2, 1, 5)
 
