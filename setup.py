@@ -8,12 +8,22 @@ setup(
     description="Multi-Glimpse Network (MGNet, BMVC 2021) in Keras 3 / TensorFlow",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["mgnet_tf", "mgnet_tf.*"]),
+    packages=find_packages(
+        include=["mgnet_tf", "mgnet_tf.*", "pipelines", "pipelines.*"]
+    ),
     python_requires=">=3.10",
     # Keras 3 comes with TensorFlow 2.16+; 2.21 is the release this project is tested on.
-    install_requires=["tensorflow>=2.21", "keras>=3.10", "numpy", "absl-py"],
+    # TensorFlow 2.21 no longer pulls in TensorBoard, which train.py logs to.
+    install_requires=[
+        "tensorflow>=2.21",
+        "keras>=3.10",
+        "tensorboard",
+        "numpy",
+        "absl-py",
+    ],
     extras_require={
-        # torch is only a numerical reference for the sampler (affine_grid + grid_sample).
-        "test": ["pytest", "torch"],
+        # torch: the numerical reference for the sampler and the one-cycle schedule;
+        # pillow: writes CMYK JPEG fixtures, which TensorFlow cannot encode.
+        "test": ["pytest", "torch", "pillow"],
     },
 )

@@ -45,5 +45,7 @@ class GlimpseImages(keras.callbacks.Callback):
         correct = predictions == self.labels[:, None]
         pictures = draw_glimpse_boxes(self.images, outputs["glimpse_params"], correct)
         with self.writer.as_default():
-            tf.summary.image("glimpses", pictures, step=epoch + 1, max_outputs=len(pictures))
+            tf.summary.image(
+                "glimpses", pictures, step=epoch + 1, max_outputs=len(pictures)
+            )
         self.writer.flush()

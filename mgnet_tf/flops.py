@@ -124,7 +124,9 @@ def parse_downsample(text):
 
 
 def main(argv=None):
-    from mgnet_tf.mgnet import MGNet  # noqa: PLC0415 (keeps `import mgnet_tf.flops` light)
+    from mgnet_tf.mgnet import (
+        MGNet,
+    )  # noqa: PLC0415 (keeps `import mgnet_tf.flops` light)
 
     parser = argparse.ArgumentParser(
         prog="python -m mgnet_tf.flops", description=__doc__.split("\n\n")[0]

@@ -39,7 +39,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         final_div_factor=1e4,
     ):
         if total_steps < 1:
-            raise ValueError(f"`total_steps` must be >= 1. Received: total_steps={total_steps}")
+            raise ValueError(
+                f"`total_steps` must be >= 1. Received: total_steps={total_steps}"
+            )
         if not 0.0 < warmup_fraction < 1.0:
             raise ValueError(
                 f"`warmup_fraction` must be in (0, 1). Received: warmup_fraction={warmup_fraction}"
@@ -63,7 +65,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * fraction))
 
         rising = cosine(initial, self.peak_learning_rate, step / warmup_steps)
-        falling = cosine(self.peak_learning_rate, final, (step - warmup_steps) / decay_steps)
+        falling = cosine(
+            self.peak_learning_rate, final, (step - warmup_steps) / decay_steps
+        )
         return ops.where(step <= warmup_steps, rising, falling)
 
     def get_config(self):
@@ -96,4 +100,6 @@ def learning_rate_schedule(name, learning_rate, total_steps):
         return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
     if name == "constant":
         return float(learning_rate)
-    raise ValueError(f"Unknown schedule. Received: schedule={name!r}; expected one of {SCHEDULES}")
+    raise ValueError(
+        f"Unknown schedule. Received: schedule={name!r}; expected one of {SCHEDULES}"
+    )

@@ -5,7 +5,13 @@ import tensorflow as tf
 
 # One colour per glimpse step when correctness is not known (RGB, [0, 1]).
 _STEP_COLOURS = np.array(
-    [[0.0, 0.8, 0.0], [0.0, 0.6, 1.0], [1.0, 0.6, 0.0], [0.8, 0.0, 0.8], [1.0, 1.0, 0.0]],
+    [
+        [0.0, 0.8, 0.0],
+        [0.0, 0.6, 1.0],
+        [1.0, 0.6, 0.0],
+        [0.8, 0.0, 0.8],
+        [1.0, 1.0, 0.0],
+    ],
     "float32",
 )
 RIGHT_COLOUR = (0.0, 0.8, 0.0)
@@ -62,7 +68,9 @@ def draw_glimpse_boxes(images, glimpse_params, correct=None):
     for step in range(steps):
         if correct is None:
             colours = tf.constant(_STEP_COLOURS[step % len(_STEP_COLOURS)][None])
-            images = tf.image.draw_bounding_boxes(images, boxes[:, step : step + 1], colours)
+            images = tf.image.draw_bounding_boxes(
+                images, boxes[:, step : step + 1], colours
+            )
         else:
             # draw_bounding_boxes takes one palette per call, so draw right and wrong
             # boxes in two passes, each with the other kind's boxes moved off-image.

@@ -57,7 +57,11 @@ def test_best_checkpoint_only_improves(tmp_path):
     resumed.on_epoch_end(2, {"val_acc": 0.45})
     assert checkpoints.read_json(path + ".json")["epoch"] == 1
     resumed.on_epoch_end(3, {"val_acc": 0.6})
-    assert checkpoints.read_json(path + ".json") == {"monitor": "val_acc", "value": 0.6, "epoch": 4}
+    assert checkpoints.read_json(path + ".json") == {
+        "monitor": "val_acc",
+        "value": 0.6,
+        "epoch": 4,
+    }
 
 
 def test_backup_and_restore_resumes_from_the_epoch(tmp_path):
@@ -72,14 +76,20 @@ def test_backup_and_restore_resumes_from_the_epoch(tmp_path):
     model = _model()
     model.compile("sgd", "mse")
     try:
-        model.fit(x, y, epochs=3, verbose=0,
-                  callbacks=[checkpoints.BackupAndRestore(backup), StopAfterFirstEpoch()])
+        model.fit(
+            x,
+            y,
+            epochs=3,
+            verbose=0,
+            callbacks=[checkpoints.BackupAndRestore(backup), StopAfterFirstEpoch()],
+        )
     except KeyboardInterrupt:
         pass
     assert sorted(os.listdir(backup)) == ["latest.weights.h5", "training_metadata.json"]
     resumed = _model()
     resumed.compile("sgd", "mse")
-    history = resumed.fit(x, y, epochs=3, verbose=0,
-                          callbacks=[checkpoints.BackupAndRestore(backup)])
+    history = resumed.fit(
+        x, y, epochs=3, verbose=0, callbacks=[checkpoints.BackupAndRestore(backup)]
+    )
     assert history.epoch == [1, 2]
     assert not os.path.exists(backup)

@@ -40,7 +40,9 @@ def test_one_cycle_shape():
 
 def test_one_cycle_config_round_trip():
     schedule = OneCycle(0.2, 50, warmup_fraction=0.25)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    clone = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(schedule)
+    )
     assert float(clone(10)) == pytest.approx(float(schedule(10)))
 
 

@@ -26,7 +26,9 @@ def test_boxes_keep_leading_axes_and_clip():
 def test_draws_green_for_right_and_red_for_wrong():
     images = np.zeros((2, 21, 21, 1), "float32")
     params = np.array([[[0.5, 0.0, 0.0]], [[0.5, 0.0, 0.0]]], "float32")
-    pictures = draw_glimpse_boxes(images, params, correct=np.array([[True], [False]])).numpy()
+    pictures = draw_glimpse_boxes(
+        images, params, correct=np.array([[True], [False]])
+    ).numpy()
     assert pictures.shape == (2, 21, 21, 3)
     # Box from pixel centre 5 to 15 on both axes; its top edge is on row 5.
     top_edge_right = pictures[0, 5, 10]

@@ -43,7 +43,9 @@ class FeatureFusion(keras.layers.Layer):
                 f"`num_heads` must be a positive int. Received: num_heads={num_heads!r}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout!r}"
+            )
         self.num_heads = num_heads
         self.dropout = dropout
         self.attention_dropout = keras.layers.Dropout(dropout)

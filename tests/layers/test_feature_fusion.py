@@ -64,7 +64,9 @@ def test_newest_token_attends_to_all_earlier_ones():
 def test_dropout_only_in_training():
     tokens = np.random.rand(2, 4, 8).astype("float32")
     layer = FeatureFusion(dropout=0.5)
-    np.testing.assert_array_equal(layer(tokens, training=False), layer(tokens, training=False))
+    np.testing.assert_array_equal(
+        layer(tokens, training=False), layer(tokens, training=False)
+    )
     assert not np.allclose(layer(tokens, training=True), layer(tokens, training=False))
 
 

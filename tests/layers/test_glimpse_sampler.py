@@ -7,7 +7,9 @@ from mgnet_tf.layers import GlimpseSampler
 
 
 def _sample(images, params, size):
-    return GlimpseSampler(size)(np.asarray(images, "float32"), np.asarray(params, "float32"))
+    return GlimpseSampler(size)(
+        np.asarray(images, "float32"), np.asarray(params, "float32")
+    )
 
 
 def test_identity_at_full_size_returns_the_image():
@@ -79,7 +81,11 @@ def test_matches_pytorch_values_and_gradients(image_shape, size):
     batch = image_shape[0]
     # Scales and offsets that reach past the border, so zero padding is exercised.
     params = np.stack(
-        [rng.uniform(0.2, 1.2, batch), rng.uniform(-0.9, 0.9, batch), rng.uniform(-0.9, 0.9, batch)],
+        [
+            rng.uniform(0.2, 1.2, batch),
+            rng.uniform(-0.9, 0.9, batch),
+            rng.uniform(-0.9, 0.9, batch),
+        ],
         axis=1,
     ).astype("float32")
     out_t, images_t, params_t = _torch_reference(images, params, size)
@@ -92,14 +98,19 @@ def test_matches_pytorch_values_and_gradients(image_shape, size):
         tape.watch([images_tf, params_tf])
         out = GlimpseSampler(size)(images_tf, params_tf)
         weighted = tf.reduce_sum(out * tf.constant(upstream.transpose(0, 2, 3, 1)))
-    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_allclose(
+        out.numpy(), out_t.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5
+    )
     np.testing.assert_allclose(
         tape.gradient(weighted, images_tf).numpy(),
         images_t.grad.numpy().transpose(0, 2, 3, 1),
         atol=1e-4,
     )
     np.testing.assert_allclose(
-        tape.gradient(weighted, params_tf).numpy(), params_t.grad.numpy(), rtol=1e-4, atol=1e-3
+        tape.gradient(weighted, params_tf).numpy(),
+        params_t.grad.numpy(),
+        rtol=1e-4,
+        atol=1e-3,
     )
 
 
@@ -142,7 +153,9 @@ def test_shapes_config_and_keras_round_trip(tmp_path):
     loaded = keras.saving.load_model(path)  # safe_mode=True is the default
     images = np.random.rand(2, 16, 16, 3).astype("float32")
     params = np.array([[0.5, 0.1, -0.2], [0.9, 0.0, 0.0]], "float32")
-    np.testing.assert_allclose(loaded([images, params]), model([images, params]), atol=0)
+    np.testing.assert_allclose(
+        loaded([images, params]), model([images, params]), atol=0
+    )
     config = GlimpseSampler((8, 6)).get_config()
     assert GlimpseSampler.from_config(config).output_size == (8, 6)
 
@@ -153,7 +166,9 @@ def test_runs_inside_dataset_map():
     sampler = GlimpseSampler(8)
     dataset = tf.data.Dataset.from_tensor_slices((images, params)).batch(2)
     mapped = [x.numpy() for x in dataset.map(sampler)]
-    np.testing.assert_allclose(np.concatenate(mapped), sampler(images, params), atol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate(mapped), sampler(images, params), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("bad", [0, (4,), (4, -1), (2.5, 3)])

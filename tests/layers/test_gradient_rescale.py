@@ -20,7 +20,9 @@ def test_gradient_is_scaled_by_exactly_the_factor(factor):
         y = GradientRescale(factor)(x)
         loss = tf.reduce_sum(y * upstream)
     np.testing.assert_array_equal(y.numpy(), x.numpy())
-    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), factor * upstream.numpy(), rtol=1e-7)
+    np.testing.assert_allclose(
+        tape.gradient(loss, x).numpy(), factor * upstream.numpy(), rtol=1e-7
+    )
 
 
 def test_gradient_scaled_under_xla():
@@ -33,7 +35,9 @@ def test_gradient_scaled_under_xla():
             total = tf.reduce_sum(layer(x))
         return tape.gradient(total, x)
 
-    np.testing.assert_allclose(grad(tf.ones((2, 3))).numpy(), np.full((2, 3), 0.02), rtol=1e-7)
+    np.testing.assert_allclose(
+        grad(tf.ones((2, 3))).numpy(), np.full((2, 3), 0.02), rtol=1e-7
+    )
 
 
 def test_bad_factor_is_named():
