@@ -1,0 +1,366 @@
+"""Input pipelines: `build_dataset(name, split, ...)` gives batches for `fit`.
+
+Every data set yields `(images, labels)`: float32 images in [0, 1] of shape
+(batch, size, size, channels) and int32 labels. This package is the data side
+and does not import `mgnet_tf`.
+"""
+
+import dataclasses
+import functools
+import posixpath
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import augment as augment_lib
+from pipelines import image_folder, tiny_imagenet, translated_mnist
+from pipelines.decode import SkippedFiles, decode_image
+
+DATASETS = (
+    "tiny_imagenet",
+    "imagenet100",
+    "imagenet",
+    "folder",
+    "translated_mnist",
+    "translated_fashion_mnist",
+)
+# Sets trained with random-resized crops and evaluated on centre crops.
+_IMAGENET_LIKE = ("imagenet100", "imagenet", "folder")
+_TRANSLATED_VARIANTS = {
+    "translated_mnist": "mnist",
+    "translated_fashion_mnist": "fashion_mnist",
+}
+_CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+_FILE_SPLITS = ("train", "validation")
+# ImageNet's archive calls its validation directory "val"; some copies do not.
+_SPLIT_DIRS = {"train": ("train",), "validation": ("val", "validation")}
+# Native sizes: Tiny ImageNet's images, the usual ImageNet crop, the paper's
+# translated-MNIST canvas.
+_TINY_SIZE, _IMAGENET_SIZE, _CANVAS_SIZE = 64, 224, 112
+# ImageNet100 is the first 100 sorted wnids (the paper's definition).
+_IMAGENET100_CLASSES = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a data set.
+
+    Attributes:
+        name: One of `DATASETS`.
+        num_classes: Number of classes.
+        class_names: Class names, in label order.
+        image_size: Native side of the (square) images the pipeline yields.
+        channels: 3 (RGB) or 1 (grayscale).
+        splits: The split names `build_dataset` accepts.
+    """
+
+    name: str
+    num_classes: int
+    class_names: tuple
+    image_size: int
+    channels: int
+    splits: tuple
+
+
+# Cached: listing ImageNet's class directories is slow, above all on gs://.
+@functools.lru_cache(maxsize=None)
+def dataset_info(name, data_dir=None, classes_file=None):
+    """Describes a data set; the class list is read from `data_dir` once.
+
+    Results are cached for the process by argument values: a directory or
+    classes file changed afterwards is not read again.
+
+    Args:
+        name: One of `DATASETS`.
+        data_dir: The data set's directory; required except for the
+            translated sets (see `build_dataset`).
+        classes_file: Optional file of class names, one a line, for
+            "imagenet100" (exactly 100), "imagenet" and "folder".
+
+    Returns:
+        A `DatasetInfo`.
+
+    Raises:
+        ValueError: If the name is unknown, `data_dir` is missing, or
+            `classes_file` is given for a data set that takes none.
+        FileNotFoundError: If the class list cannot be read.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Expected a data set in {DATASETS}. Received: {name!r}")
+    if classes_file is not None and name not in _IMAGENET_LIKE:
+        raise ValueError(
+            f"classes_file applies to {_IMAGENET_LIKE}, not {name!r}. "
+            f"Received: classes_file={classes_file!r}"
+        )
+    if name in _TRANSLATED_VARIANTS:
+        names = _CLASS_NAMES[_TRANSLATED_VARIANTS[name]]
+        return DatasetInfo(
+            name, len(names), names, _CANVAS_SIZE, 1, translated_mnist.SPLITS
+        )
+    if data_dir is None:
+        raise ValueError(
+            f"--data_dir is required for data set {name!r}: the directory that "
+            "holds its split directories."
+        )
+    if name == "tiny_imagenet":
+        names, size = tiny_imagenet.read_wnids(data_dir), _TINY_SIZE
+    else:
+        num_classes = _IMAGENET100_CLASSES if name == "imagenet100" else None
+        names = image_folder.imagenet_classes(data_dir, num_classes, classes_file)
+        size = _IMAGENET_SIZE
+    return DatasetInfo(name, len(names), tuple(names), size, 3, _FILE_SPLITS)
+
+
+def build_dataset(
+    name,
+    split,
+    data_dir,
+    batch_size,
+    image_size=None,
+    training=False,
+    augment="none",
+    seed=None,
+    input_context=None,
+    noise_std=0.0,
+    classes_file=None,
+    skipped=None,
+):
+    """Builds the batched input pipeline of one split of a data set.
+
+    Training shuffles, augments and drops the last partial batch (static
+    shapes for TPU); evaluation keeps order and every example. Neither
+    repeats: `fit` makes one pass per epoch.
+
+    Args:
+        name: One of `DATASETS`.
+        split: One of `dataset_info(name).splits`: "train", "validation", and
+            "test" for the translated sets.
+        data_dir: For "folder", "imagenet" and "imagenet100" the root holding
+            `train/<class>/` and `val/<class>/` (or `validation/<class>/`);
+            for "tiny_imagenet" the `tiny-imagenet-200` directory; for the
+            translated sets an optional directory of the four IDX files.
+        batch_size: The global batch size.
+        image_size: Side of the output images; defaults to the native size.
+        training: Whether to shuffle, augment and drop the remainder.
+        augment: Policy applied after the geometric augmentation in training:
+            one of `augment.POLICIES`; only "none" for translated sets.
+        seed: Optional int that makes the shuffle, the augmentation and the
+            translated sets' positions reproducible; they still change on
+            every pass.
+        input_context: Optional `tf.distribute.InputContext`: the pipeline
+            then reads its own shard and yields per-replica batches.
+        noise_std: Gaussian noise for the translated sets (0.3 is GT-MNIST).
+        classes_file: Optional class list (see `dataset_info`).
+        skipped: Optional `SkippedFiles` counting unreadable files; create it
+            outside any strategy scope to read the count afterwards.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`.
+
+    Raises:
+        ValueError: On an unknown name, split or policy, a policy or noise for
+            a data set that takes none, or a missing `data_dir`.
+        FileNotFoundError: If the files of the split cannot be found.
+    """
+    info = dataset_info(name, data_dir, classes_file)
+    if split not in info.splits:
+        raise ValueError(
+            f"Expected split in {info.splits} for {name!r}. Received: {split!r}"
+        )
+    if augment not in augment_lib.POLICIES:
+        raise ValueError(
+            f"Expected augment in {augment_lib.POLICIES}. Received: {augment!r}"
+        )
+    size = info.image_size if image_size is None else image_size
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"Expected image_size > 0. Received: {image_size!r}")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"Expected batch_size > 0. Received: {batch_size!r}")
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if name in _TRANSLATED_VARIANTS:
+        if augment != "none":
+            raise ValueError(
+                f"{name!r} takes augment='none' only: its random translation "
+                f"is the augmentation. Received: {augment!r}"
+            )
+        dataset = _translated(
+            info, split, data_dir, size, training, seed, noise_std, input_context
+        )
+    else:
+        if noise_std:
+            raise ValueError(
+                f"noise_std applies to the translated sets only, not {name!r}. "
+                f"Received: {noise_std!r}"
+            )
+        dataset = _image_files(
+            info,
+            split,
+            data_dir,
+            size,
+            training,
+            augment,
+            seed,
+            input_context,
+            SkippedFiles() if skipped is None else skipped,
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _translated(info, split, data_dir, size, training, seed, noise_std, context):
+    """Unbatched translated (Fashion-)MNIST, resized to `size` if need be."""
+    arrays = _load_idx(data_dir, _TRANSLATED_VARIANTS[info.name])
+    images, labels = translated_mnist.select_split(arrays, split)
+    dataset = translated_mnist.translated_dataset(
+        images,
+        labels,
+        training,
+        seed,
+        canvas_size=info.image_size,
+        noise_std=noise_std,
+        input_context=context,
+    )
+    if size == info.image_size:
+        return dataset
+
+    def resize(image, label):
+        image = tf.image.resize(image, [size, size], antialias=True)
+        return tf.clip_by_value(image, 0.0, 1.0), label
+
+    return dataset.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# Cached: train, validation and test all come from the same four files.
+@functools.lru_cache(maxsize=None)
+def _load_idx(data_dir, variant):
+    """`translated_mnist.load_idx`, read once per process."""
+    return translated_mnist.load_idx(data_dir, variant)
+
+
+def num_examples(name, split, data_dir=None, classes_file=None):
+    """Number of examples in a split (before any unreadable file is skipped).
+
+    Args:
+        name, split, data_dir, classes_file: as for `build_dataset`.
+
+    Returns:
+        int.
+    """
+    info = dataset_info(name, data_dir, classes_file)
+    if split not in info.splits:
+        raise ValueError(
+            f"Expected split in {info.splits} for {name!r}. Received: {split!r}"
+        )
+    if name in _TRANSLATED_VARIANTS:
+        arrays = _load_idx(data_dir, _TRANSLATED_VARIANTS[name])
+        return len(translated_mnist.select_split(arrays, split)[1])
+    return len(_list_files(info, split, data_dir)[0])
+
+
+# Cached: num_examples and build_dataset list the same split.
+@functools.lru_cache(maxsize=None)
+def _list_files(info, split, data_dir):
+    """`(paths, labels)` of a file-based split, labelled as in `info`."""
+    if info.name == "tiny_imagenet":
+        paths, labels, _ = tiny_imagenet.list_tiny_imagenet(data_dir, split)
+        return paths, labels
+    candidates = [posixpath.join(data_dir, d) for d in _SPLIT_DIRS[split]]
+    existing = [
+        name
+        for name, path in zip(_SPLIT_DIRS[split], candidates)
+        if tf.io.gfile.isdir(path)
+    ]
+    if not existing:
+        raise FileNotFoundError(
+            f"Expected a directory for split {split!r} at one of {candidates}, "
+            "found none."
+        )
+    paths, labels, _ = image_folder.list_image_folder(
+        data_dir, existing[0], classes=list(info.class_names)
+    )
+    return paths, labels
+
+
+def _image_files(info, split, data_dir, size, training, policy, seed, context, skipped):
+    """Unbatched decoded, transformed images of a file-based split."""
+    paths, labels = _list_files(info, split, data_dir)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, np.int32(labels)))
+    if context is not None:
+        dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+    if training:
+        # The whole list: it is sorted by class, so a smaller buffer would fill
+        # each batch from a few classes. Paths are small enough to hold.
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, augment_lib.element_seeds(seed)).map(
+            lambda example, element_seed: (*example, element_seed)
+        )
+    dataset = dataset.map(
+        lambda path, *rest: (path, tf.io.read_file(path), *rest),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    dataset = dataset.filter(
+        lambda path, data, *rest: skipped.keep_complete(path, data)
+    )
+    imagenet_like = info.name in _IMAGENET_LIKE
+    if training:
+        transform = _train_transform(imagenet_like, info.channels, size, policy)
+    else:
+        transform = _eval_transform(imagenet_like, info.channels, size)
+    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    # The backstop for files that look complete but still fail to decode; their
+    # errors are logged (without the path, which tf.data does not know).
+    return dataset.ignore_errors(log_warning=True)
+
+
+def _train_transform(imagenet_like, channels, size, policy):
+    """The map function from (path, bytes, label, seed) to a training example."""
+
+    def transform(path, data, label, seed):
+        crop_seed, flip_seed, policy_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        image = decode_image(data, channels)
+        if imagenet_like:
+            image = augment_lib.random_resized_crop(image, size, seed=crop_seed)
+        else:
+            image = augment_lib.resize(image, size)
+            image = augment_lib.padded_random_crop(image, size, seed=crop_seed)
+        image = augment_lib.random_flip(image, seed=flip_seed)
+        image = augment_lib.apply_policy(image, policy, seed=policy_seed)
+        return _to_unit_float(image), label
+
+    return transform
+
+
+def _eval_transform(imagenet_like, channels, size):
+    """The map function from (path, bytes, label) to an evaluation example."""
+
+    def transform(path, data, label):
+        image = decode_image(data, channels)
+        if imagenet_like:
+            image = augment_lib.center_crop_resize(image, size)
+        else:
+            image = augment_lib.resize(image, size)
+        return _to_unit_float(image), label
+
+    return transform
+
+
+def _to_unit_float(image):
+    """uint8 [0, 255] to float32 [0, 1]."""
+    return tf.cast(image, tf.float32) / 255.0
