@@ -1,0 +1,209 @@
+"""train.py end to end on the tiny fixtures: two steps per data set kind, and resume."""
+
+import csv
+import json
+import os
+
+import pytest
+from absl import app, flags
+
+import train
+from mgnet_tf import checkpoints
+
+
+@pytest.fixture
+def run_train():
+    """Runs train.main in-process with the given flags, resetting them afterwards."""
+
+    def run(*args):
+        flags.FLAGS(["train.py", *args])
+        try:
+            train.main([])
+        finally:
+            flags.FLAGS.unparse_flags()
+
+    yield run
+    flags.FLAGS.unparse_flags()
+
+
+def _quick(model_dir, *extra):
+    return (
+        f"--model_dir={model_dir}",
+        "--epochs=1",
+        "--steps_per_epoch=2",
+        "--validation_steps=1",
+        "--batch_size=4",
+        *extra,
+    )
+
+
+def _config(model_dir):
+    return json.loads((model_dir / "config.json").read_text())
+
+
+def _epochs(model_dir):
+    with open(model_dir / "metrics.csv") as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def _check_outputs(model_dir):
+    for name in ("config.json", "final.keras", "metrics.csv", "best.keras"):
+        assert (model_dir / name).exists(), name
+    assert not (model_dir / "backup").exists()  # removed once training finished
+    logs = os.listdir(model_dir / "logs")
+    assert {"train", "validation", "glimpses"} <= set(logs)
+    assert os.listdir(model_dir / "logs" / "glimpses")
+
+
+def test_translated_fashion_mnist(run_train, tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    run_train(
+        "--dataset=translated_fashion_mnist",
+        f"--data_dir={idx_dir}",
+        *_quick(model_dir),
+        "--glimpses=2",
+    )
+    _check_outputs(model_dir)
+    config = _config(model_dir)
+    # The preset (Appendix B), with the flag given overriding it.
+    assert config["backbone"] == "vanilla_cnn" and config["image_size"] == 112
+    assert config["downsample"] == 4 and config["glimpses"] == 2
+    header = (model_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"acc_1", "acc_2", "val_acc_2", "learning_rate", "loss"} <= set(header)
+
+
+def test_tiny_imagenet_resnet18_preset(run_train, tmp_path, tiny_imagenet_root):
+    model_dir = tmp_path / "run"
+    run_train(
+        "--dataset=tiny_imagenet",
+        "--backbone=resnet18",
+        f"--data_dir={tiny_imagenet_root}",
+        *_quick(model_dir),
+    )
+    _check_outputs(model_dir)
+    config = _config(model_dir)
+    assert (config["image_size"], config["glimpses"], config["downsample"]) == (
+        64,
+        3,
+        2,
+    )
+    assert config["small_input"] is True and config["augment"] == "autoaugment"
+    assert config["alpha"] == 0.6 and config["grad_scale"] == 0.02
+
+
+@pytest.mark.parametrize(
+    "dataset, root_fixture",
+    [
+        ("imagenet", "imagenet_root"),
+        ("folder", "imagenet_root"),
+        ("imagenet100", "imagenet101_root"),
+    ],
+)
+def test_imagenet_like(run_train, tmp_path, request, dataset, root_fixture):
+    model_dir = tmp_path / "run"
+    run_train(
+        f"--dataset={dataset}",
+        f"--data_dir={request.getfixturevalue(root_fixture)}",
+        "--backbone=vanilla_cnn",
+        "--image_size=48",
+        "--augment=randaugment",
+        *_quick(model_dir),
+    )
+    _check_outputs(model_dir)
+    assert _config(model_dir)["grad_scale"] == 0.01  # not ResNet-18: the paper's 0.01
+
+
+def test_ff_net_baseline(run_train, tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    run_train(
+        "--dataset=translated_mnist",
+        f"--data_dir={idx_dir}",
+        *_quick(model_dir),
+        "--glimpses=1",
+        "--downsample=1",
+    )
+    assert _config(model_dir)["glimpses"] == 1
+    assert (model_dir / "final.keras").exists()
+
+
+def test_interrupted_run_resumes_where_it_stopped(
+    run_train, tmp_path, idx_dir, monkeypatch
+):
+    model_dir = tmp_path / "run"
+    args = (
+        "--dataset=translated_fashion_mnist",
+        f"--data_dir={idx_dir}",
+        f"--model_dir={model_dir}",
+        "--epochs=2",
+        "--steps_per_epoch=2",
+        "--validation_steps=1",
+        "--batch_size=4",
+        "--glimpses=2",
+    )
+
+    def interrupt(skipped):  # the last end-of-epoch callback
+        raise KeyboardInterrupt  # what Ctrl-C or a preemption would do
+
+    monkeypatch.setattr(train, "_report_skipped", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(*args)
+    assert (model_dir / "backup" / "training_metadata.json").exists()
+    assert not (model_dir / "final.keras").exists()
+    assert _epochs(model_dir) == [0]
+
+    monkeypatch.undo()
+    run_train(*args)
+    assert _epochs(model_dir) == [0, 1]  # epoch 2 ran, epoch 1 was not repeated
+    assert (model_dir / "final.keras").exists()
+    assert not (model_dir / "backup").exists()
+
+
+def test_finished_run_is_not_overwritten_without_asking(run_train, tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    args = (
+        "--dataset=translated_mnist",
+        f"--data_dir={idx_dir}",
+        *_quick(model_dir),
+        "--glimpses=1",
+    )
+    run_train(*args)
+    saved = (model_dir / "final.keras").stat().st_mtime_ns
+    with pytest.raises(app.UsageError, match="--overwrite"):
+        run_train(*args)
+    assert (model_dir / "final.keras").stat().st_mtime_ns == saved
+    run_train(*args, "--overwrite")
+    assert (model_dir / "final.keras").stat().st_mtime_ns != saved
+
+
+def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    (model_dir / "backup").mkdir(parents=True)
+    checkpoints.write_json({"alpha": 0.1}, str(model_dir / "config.json"))
+    with pytest.raises(app.UsageError, match="interrupted run with other settings"):
+        run_train(
+            "--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir)
+        )
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--backbone=resnet1000", "resnet1000"),
+        ("--downsample=0.5", "--downsample=0.5"),
+        ("--glimpses=0", "--glimpses=0"),
+        ("--alpha=1.5", "--alpha=1.5"),
+    ],
+)
+def test_bad_flags_fail_at_once_with_the_allowed_values(
+    run_train, tmp_path, flag, message
+):
+    with pytest.raises(app.UsageError, match=message) as error:
+        run_train("--dataset=translated_mnist", f"--model_dir={tmp_path}", flag)
+    assert "expected" in str(error.value)
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_unknown_dataset_lists_the_choices():
+    with pytest.raises(flags.IllegalFlagValueError, match="tiny_imagenet"):
+        flags.FLAGS(["train.py", "--dataset=cifar10", "--model_dir=x"])
+    flags.FLAGS.unparse_flags()

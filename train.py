@@ -1,0 +1,306 @@
+"""Trains MGNet (or its FF-Net baseline) with the paper's settings for each data set.
+
+    # Translated Fashion-MNIST (offline: apt-get install dataset-fashion-mnist)
+    python train.py --dataset=translated_fashion_mnist --model_dir=runs/fashion
+    # Tiny ImageNet with the paper's ResNet-18 (dagger) setting
+    python train.py --backbone=resnet18 --dataset=tiny_imagenet \
+        --data_dir=/data/tiny-imagenet-200 --model_dir=runs/tiny
+    # The FF-Net baseline: one full-resolution glimpse
+    python train.py --dataset=tiny_imagenet --data_dir=... --glimpses=1 --downsample=1
+    # A two-step smoke run
+    python train.py --dataset=translated_fashion_mnist --model_dir=/tmp/smoke \
+        --epochs=1 --steps_per_epoch=2 --validation_steps=1
+
+Every setting left unset comes from the data set's preset (presets.py); the resolved
+configuration is written to <model_dir>/config.json. Rerunning the same command after
+an interruption resumes from the last finished epoch.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import pipelines  # noqa: E402
+import presets  # noqa: E402
+from mgnet_tf import MGNet, backbones, checkpoints  # noqa: E402
+from mgnet_tf.callbacks import GlimpseImages, LearningRateLogger  # noqa: E402
+from mgnet_tf.flops import parse_downsample  # noqa: E402
+from mgnet_tf.schedules import SCHEDULES, learning_rate_schedule  # noqa: E402
+
+FLAGS = flags.FLAGS
+_PRESET = "default: the data set's preset"
+
+flags.DEFINE_enum("dataset", None, sorted(presets.PRESETS), "Data set to train on.")
+flags.DEFINE_string("data_dir", None, "Data set root (local or gs://).")
+flags.DEFINE_string("model_dir", None, "Where config, checkpoints and logs go.")
+flags.DEFINE_string("classes_file", None, "imagenet100: class list, one wnid a line.")
+flags.DEFINE_string("backbone", None, f"Backbone name or keras_app:<Name> ({_PRESET}).")
+flags.DEFINE_integer("image_size", None, f"Input side in pixels ({_PRESET}).")
+flags.DEFINE_integer(
+    "glimpses", None, f"Glimpses T; 1 with --downsample=1 is FF-Net ({_PRESET})."
+)
+flags.DEFINE_string("downsample", None, f"Downsampling M, e.g. 2 or 7/3 ({_PRESET}).")
+flags.DEFINE_bool("small_input", None, f"ResNet without stem max-pool ({_PRESET}).")
+flags.DEFINE_float(
+    "alpha", None, f"Glimpse-loss weight of eq. 6, in [0, 1] ({_PRESET})."
+)
+flags.DEFINE_float("grad_scale", None, f"Gradient re-scaling s of eq. 5 ({_PRESET}).")
+flags.DEFINE_float(
+    "scale_min", None, f"Smallest glimpse, a fraction of the image ({_PRESET})."
+)
+flags.DEFINE_float(
+    "scale_max", None, f"Largest glimpse, a fraction of the image ({_PRESET})."
+)
+flags.DEFINE_float(
+    "size_penalty", None, f"Weight of the glimpse-size penalty ({_PRESET})."
+)
+flags.DEFINE_float(
+    "noise_std", None, f"Translated MNIST: Gaussian noise std ({_PRESET})."
+)
+flags.DEFINE_integer("epochs", None, f"Training epochs ({_PRESET}).")
+flags.DEFINE_integer("batch_size", None, f"Global batch size ({_PRESET}).")
+flags.DEFINE_float("learning_rate", None, f"Peak learning rate ({_PRESET}).")
+flags.DEFINE_float("weight_decay", None, f"SGD weight decay ({_PRESET}).")
+flags.DEFINE_float("momentum", None, f"SGD momentum ({_PRESET}).")
+flags.DEFINE_enum("schedule", None, SCHEDULES, f"Learning-rate schedule ({_PRESET}).")
+flags.DEFINE_enum(
+    "augment", None, pipelines.augment.POLICIES, f"Augmentation policy ({_PRESET})."
+)
+flags.DEFINE_integer("seed", 0, "Random seed for weights, shuffling and augmentation.")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
+flags.DEFINE_integer("validation_steps", None, "Validation steps (default: one pass).")
+flags.DEFINE_enum(
+    "mixed_precision",
+    "float32",
+    ["float32", "mixed_float16", "mixed_bfloat16"],
+    "Keras dtype policy.",
+)
+flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir.")
+flags.mark_flags_as_required(["dataset", "model_dir"])
+
+# Flags whose unset value comes from the preset.
+_PRESET_FLAGS = (
+    "backbone",
+    "image_size",
+    "glimpses",
+    "downsample",
+    "small_input",
+    "alpha",
+    "grad_scale",
+    "scale_min",
+    "scale_max",
+    "size_penalty",
+    "noise_std",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "momentum",
+    "schedule",
+    "augment",
+    "classes_file",
+)
+
+
+def resolve_config():
+    """Preset for the data set, overridden by every flag given; validated."""
+    config = presets.preset(FLAGS.dataset, FLAGS.backbone)
+    for name in _PRESET_FLAGS:
+        if FLAGS[name].value is not None:
+            config[name] = FLAGS[name].value
+    if isinstance(config["downsample"], str):
+        config["downsample"] = parse_downsample(config["downsample"])
+    config.update(
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        seed=FLAGS.seed,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        validation_steps=FLAGS.validation_steps,
+        mixed_precision=FLAGS.mixed_precision,
+        jit_compile=FLAGS.jit_compile,
+    )
+    _validate(config)
+    return config
+
+
+def _validate(config):
+    backbone = config["backbone"]
+    if not (
+        backbone in backbones.available_backbones() or backbone.startswith("keras_app:")
+    ):
+        raise app.UsageError(
+            f"--backbone={backbone} is not known; expected one of "
+            f"{backbones.available_backbones()} or keras_app:<Name>"
+        )
+    checks = [
+        ("downsample", config["downsample"] >= 1, "a number >= 1"),
+        ("glimpses", config["glimpses"] >= 1, "an int >= 1"),
+        ("alpha", 0 <= config["alpha"] <= 1, "in [0, 1]"),
+        ("epochs", config["epochs"] >= 1, "an int >= 1"),
+        ("batch_size", config["batch_size"] >= 1, "an int >= 1"),
+        ("image_size", config["image_size"] >= 1, "an int >= 1"),
+        ("noise_std", config["noise_std"] >= 0, "a number >= 0"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise app.UsageError(
+                f"--{name}={config[name]} is invalid; expected {expected}"
+            )
+
+
+def prepare_model_dir(model_dir, config, overwrite):
+    """Creates model_dir; refuses to mix runs. Returns True when resuming."""
+    backup_dir = os.path.join(model_dir, "backup")
+    final_path = os.path.join(model_dir, "final.keras")
+    saved = checkpoints.read_json(os.path.join(model_dir, "config.json"))
+    resuming = tf.io.gfile.exists(backup_dir)
+    if tf.io.gfile.exists(final_path) and not resuming:
+        if not overwrite:
+            raise app.UsageError(
+                f"{model_dir} already holds a finished run ({final_path}); pass "
+                "--overwrite to replace it, or choose another --model_dir"
+            )
+        # The old run's records would mislead the new one (best value, CSV rows).
+        for name in ("best.keras.json", "metrics.csv"):
+            if tf.io.gfile.exists(os.path.join(model_dir, name)):
+                tf.io.gfile.remove(os.path.join(model_dir, name))
+    if resuming and saved is not None:
+        changed = sorted(
+            k for k in config if saved.get(k) != config[k] and k != "epochs"
+        )
+        if changed:
+            raise app.UsageError(
+                f"{model_dir} holds an interrupted run with other settings ({changed}); "
+                "rerun it with the same flags to resume, or choose another --model_dir"
+            )
+    tf.io.gfile.makedirs(model_dir)
+    checkpoints.write_json(config, os.path.join(model_dir, "config.json"))
+    return resuming
+
+
+def build_model(config, num_classes, channels):
+    """MGNet from the resolved configuration."""
+    return MGNet(
+        backbone=config["backbone"],
+        num_classes=num_classes,
+        image_size=config["image_size"],
+        num_glimpses=config["glimpses"],
+        downsample=config["downsample"],
+        channels=channels,
+        alpha=config["alpha"],
+        grad_scale=config["grad_scale"],
+        scale_min=config["scale_min"],
+        scale_max=config["scale_max"],
+        size_penalty=config["size_penalty"],
+        small_input=config["small_input"],
+    )
+
+
+def main(argv):
+    del argv
+    config = resolve_config()
+    model_dir = FLAGS.model_dir
+    resuming = prepare_model_dir(model_dir, config, FLAGS.overwrite)
+    keras.utils.set_random_seed(config["seed"])
+    keras.mixed_precision.set_dtype_policy(config["mixed_precision"])
+
+    info = pipelines.dataset_info(
+        config["dataset"], config["data_dir"], config["classes_file"]
+    )
+    skipped = pipelines.SkippedFiles()
+    data_args = dict(
+        data_dir=config["data_dir"],
+        batch_size=config["batch_size"],
+        image_size=config["image_size"],
+        seed=config["seed"],
+        noise_std=config["noise_std"],
+        classes_file=config["classes_file"],
+        skipped=skipped,
+    )
+    train_data = pipelines.build_dataset(
+        config["dataset"],
+        "train",
+        training=True,
+        augment=config["augment"],
+        **data_args,
+    )
+    validation_data = pipelines.build_dataset(
+        config["dataset"], "validation", **data_args
+    )
+    train_size = pipelines.num_examples(
+        config["dataset"], "train", config["data_dir"], config["classes_file"]
+    )
+    steps_per_epoch = config["steps_per_epoch"] or train_size // config["batch_size"]
+    if steps_per_epoch < 1:
+        raise app.UsageError(
+            f"--batch_size={config['batch_size']} is larger than the training set "
+            f"({train_size} images)"
+        )
+
+    model = build_model(config, info.num_classes, info.channels)
+    schedule = learning_rate_schedule(
+        config["schedule"], config["learning_rate"], config["epochs"] * steps_per_epoch
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            schedule,
+            momentum=config["momentum"],
+            weight_decay=config["weight_decay"] or None,
+        ),
+        jit_compile=config["jit_compile"],
+    )
+
+    logs_dir = os.path.join(model_dir, "logs")
+    sample_images, sample_labels = next(iter(validation_data.take(1)))
+    final_accuracy = f"val_acc_{config['glimpses']}"
+    final_path = os.path.join(model_dir, "final.keras")
+    callbacks = [
+        LearningRateLogger(),
+        # Saved before the backup is deleted at the end: a kill in between resumes.
+        keras.callbacks.LambdaCallback(
+            on_train_end=lambda logs: checkpoints.save_model(model, final_path)
+        ),
+        checkpoints.BackupAndRestore(os.path.join(model_dir, "backup")),
+        checkpoints.BestModelCheckpoint(
+            os.path.join(model_dir, "best.keras"), final_accuracy
+        ),
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(logs_dir),
+        GlimpseImages(logs_dir, sample_images[:8], sample_labels[:8]),
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: _report_skipped(skipped)
+        ),
+    ]
+    if resuming:
+        logging.info("Resuming the interrupted run in %s", model_dir)
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config["epochs"],
+        steps_per_epoch=config["steps_per_epoch"],
+        validation_steps=config["validation_steps"],
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    logging.info("Saved %s", final_path)
+
+
+def _report_skipped(skipped):
+    count = skipped.count()
+    if count:
+        logging.warning(
+            "Skipped %d unreadable image file(s) this epoch (named above).", count
+        )
+        skipped.reset()
+
+
+if __name__ == "__main__":
+    app.run(main)
