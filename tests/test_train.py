@@ -70,6 +70,21 @@ def test_translated_fashion_mnist(run_train, tmp_path, idx_dir):
     assert config["downsample"] == 4 and config["glimpses"] == 2
     header = (model_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"acc_1", "acc_2", "val_acc_2", "learning_rate", "loss"} <= set(header)
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_acc_1", "epoch_acc_2"} <= _tags(
+        model_dir / "logs" / "train"
+    )
+    assert {"epoch_acc_2"} <= _tags(model_dir / "logs" / "validation")
+    assert _tags(model_dir / "logs" / "glimpses") == {"glimpses"}
+
+
+def _tags(log_dir):
+    """Summary tags written to a TensorBoard run directory."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    (events,) = log_dir.glob("events.out.tfevents.*")
+    accumulator = event_accumulator.EventAccumulator(str(events), {"tensors": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["tensors"])
 
 
 def test_tiny_imagenet_resnet18_preset(run_train, tmp_path, tiny_imagenet_root):
