@@ -82,3 +82,50 @@ def draw_glimpse_boxes(images, glimpse_params, correct=None):
                     images, chosen[:, None], tf.constant([colour])
                 )
     return images
+
+
+def glimpse_picture(image, glimpse_params, glimpses, correct=None):
+    """The paper's Figures 6-7 for one image: the glimpse box of each step on the
+    image (top row) and the glimpse itself, enlarged, beneath (bottom row).
+
+    Args:
+        image: float (H, W, C) in [0, 1].
+        glimpse_params: (T, 3) parameters of the glimpses.
+        glimpses: float (T, g, g, C) glimpses as the model saw them, in [0, 1].
+        correct: optional bool (T,): green box where the prediction after that glimpse
+            is right, red where wrong.
+
+    Returns:
+        uint8 (2 H + 2, T W + T - 1, 3) array, panels separated by white lines.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    height, width = image.shape[0], image.shape[1]
+    steps = glimpse_params.shape[0]
+    top, bottom = [], []
+    for step in range(steps):
+        params = tf.reshape(
+            tf.convert_to_tensor(glimpse_params[step], tf.float32), (1, 1, 3)
+        )
+        mark = None if correct is None else tf.reshape(correct[step], (1, 1))
+        boxed = draw_glimpse_boxes(image[None], params, mark)[0]
+        crop = tf.image.resize(
+            tf.convert_to_tensor(glimpses[step], tf.float32)[None],
+            (height, width),
+            "nearest",
+        )[0]
+        if crop.shape[-1] == 1:
+            crop = tf.image.grayscale_to_rgb(crop)
+        top.append(boxed)
+        bottom.append(crop)
+    white_column = tf.ones((height, 1, 3))
+    rows = []
+    for panels in (top, bottom):
+        row = [panels[0]]
+        for panel in panels[1:]:
+            row += [white_column, panel]
+        rows.append(tf.concat(row, axis=1))
+    white_row = tf.ones((2, rows[0].shape[1], 3))
+    picture = tf.concat([rows[0], white_row, rows[1]], axis=0)
+    return tf.cast(
+        tf.round(tf.clip_by_value(picture, 0.0, 1.0) * 255.0), tf.uint8
+    ).numpy()

@@ -1,0 +1,54 @@
+"""Dynamic early exit: each image stops at the first glimpse that is confident enough.
+
+The paper exits every image after the same number of glimpses. Here each image stops at
+the first glimpse t whose top softmax probability reaches a threshold, so easy images
+cost one backbone pass and hard ones up to T. The rule is written in TensorFlow ops, so
+a serving graph can apply it to `probabilities_per_glimpse` as well.
+"""
+
+import tensorflow as tf
+
+
+def exit_glimpses(probabilities, threshold):
+    """Number of glimpses each image uses under the confidence rule.
+
+    Args:
+        probabilities: float (B, T, K) softmax outputs after each glimpse.
+        threshold: float in [0, 1]. An image stops at the first glimpse whose top
+            probability is >= threshold; if none is, it uses all T. 0 means every
+            image stops after one glimpse; 1 (or more) means all T, even where a
+            probability rounds to exactly 1.0.
+
+    Returns:
+        int32 (B,) glimpses used, in [1, T].
+    """
+    probabilities = tf.convert_to_tensor(probabilities)
+    steps = tf.shape(probabilities)[1]
+    if isinstance(threshold, (int, float)) and not 0 <= threshold:
+        raise ValueError(f"`threshold` must be >= 0. Received: threshold={threshold!r}")
+    confident = tf.reduce_max(probabilities, axis=-1) >= tf.cast(
+        threshold, probabilities.dtype
+    )
+    # The last glimpse always stops the image.
+    last = tf.one_hot(steps - 1, steps, on_value=True, off_value=False)
+    stop = tf.logical_or(confident, last[None, :])
+    first = tf.argmax(tf.cast(stop, tf.int32), axis=1, output_type=tf.int32) + 1
+    return tf.where(tf.cast(threshold, tf.float32) >= 1.0, steps, first)
+
+
+def dynamic_exit(probabilities, threshold):
+    """Predictions and glimpses used under the confidence rule.
+
+    Because the prediction after glimpse t depends only on the first t glimpses, the
+    result equals running each image glimpse by glimpse and stopping at the rule.
+
+    Args:
+        probabilities: float (B, T, K) softmax outputs after each glimpse.
+        threshold: float, see `exit_glimpses`.
+
+    Returns:
+        (predictions int32 (B,), glimpses int32 (B,)).
+    """
+    glimpses = exit_glimpses(probabilities, threshold)
+    chosen = tf.gather(probabilities, glimpses - 1, axis=1, batch_dims=1)
+    return tf.argmax(chosen, axis=-1, output_type=tf.int32), glimpses
