@@ -18,6 +18,7 @@ setup(
         "tensorflow>=2.21",
         "keras>=3.10",
         "tensorboard",
+        "matplotlib",  # evaluate.py's plots
         "numpy",
         "absl-py",
     ],
@@ -25,5 +26,15 @@ setup(
         # torch: the numerical reference for the sampler and the one-cycle schedule;
         # pillow: writes CMYK JPEG fixtures, which TensorFlow cannot encode.
         "test": ["pytest", "torch", "pillow"],
+        # Generated ImageNet-C corruptions (evaluate.py --corruptions). The package
+        # itself, imagecorruptions-imaug, must be installed with --no-deps: it asks for
+        # opencv-python, the GUI build that needs libGL; the headless build serves.
+        "corruptions": [
+            "opencv-python-headless",
+            "scikit-image",
+            "scipy",
+            "numba",
+            "pillow",
+        ],
     },
 )
