@@ -33,9 +33,17 @@ def _run(module, *args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, idx_dir):
     model_dir = tmp_path_factory.mktemp("eval") / "run"
-    _run(train, "--dataset=translated_mnist", f"--data_dir={idx_dir}",
-         f"--model_dir={model_dir}", "--epochs=1", "--steps_per_epoch=2",
-         "--validation_steps=1", "--batch_size=4", "--glimpses=3")
+    _run(
+        train,
+        "--dataset=translated_mnist",
+        f"--data_dir={idx_dir}",
+        f"--model_dir={model_dir}",
+        "--epochs=1",
+        "--steps_per_epoch=2",
+        "--validation_steps=1",
+        "--batch_size=4",
+        "--glimpses=3",
+    )
     return model_dir
 
 
@@ -43,15 +51,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _evaluate_process(*args):
-    return subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "evaluate.py", *args], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def _evaluate(run_dir, tmp_path, *args):
     output = tmp_path / "out"
-    result = _evaluate_process(f"--model_dir={run_dir}", f"--output_dir={output}",
-                               "--max_examples=8", "--batch_size=4", "--latency_repeats=2",
-                               *args)
+    result = _evaluate_process(
+        f"--model_dir={run_dir}",
+        f"--output_dir={output}",
+        "--max_examples=8",
+        "--batch_size=4",
+        "--latency_repeats=2",
+        *args,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((output / "evaluation.json").read_text()), output
 
@@ -73,29 +87,73 @@ def test_clean_accuracy_mflops_and_dynamic_exit(run_dir, tmp_path, idx_dir):
     assert (first["threshold"], first["mean_glimpses"]) == (0.0, 1.0)
     assert first["mean_mflops"] == pytest.approx(clean["mflops"][0])
     assert first["accuracy"] == pytest.approx(clean["accuracy"][0])
-    assert (last["mean_glimpses"], last["accuracy"]) == (3.0, pytest.approx(clean["accuracy"][-1]))
+    assert (last["mean_glimpses"], last["accuracy"]) == (
+        3.0,
+        pytest.approx(clean["accuracy"][-1]),
+    )
     assert (output / "early_exit.png").read_bytes()[:8] == PNG_SIGNATURE
     assert report["flags"]["exit_thresholds"] == ["0", "0.6", "1"]
+    # Every field docs/evaluation.md describes for this section.
+    assert {"model", "model_config", "flags", "data", "clean", "plots"} <= set(report)
+    assert set(clean) == {
+        "num_examples",
+        "accuracy",
+        "mflops",
+        "latency_ms_batch1",
+        "dynamic_exit",
+    }
+    assert {"dataset", "data_dir", "split", "noise_std", "classes_file"} <= set(
+        report["data"]
+    )
+    assert set(first) == {"threshold", "accuracy", "mean_glimpses", "mean_mflops"}
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_attacks(run_dir, tmp_path, attack):
-    report, output = _evaluate(run_dir, tmp_path, f"--attack={attack}", "--steps=1,3",
-                               "--latency_repeats=0")
+    report, output = _evaluate(
+        run_dir, tmp_path, f"--attack={attack}", "--steps=1,3", "--latency_repeats=0"
+    )
     section = report["attack"]
+    assert set(section) == {
+        "attack",
+        "space",
+        "eps",
+        "step_size",
+        "num_examples",
+        "clean_accuracy",
+        "steps",
+        "accuracy",
+    }
     assert section["steps"] == ([1, 3] if attack == "pgd" else [1])
     assert len(section["accuracy"]) == len(section["steps"])
     assert all(0 <= a <= 1 for a in section["accuracy"])
-    assert section["step_size"] == pytest.approx(4 / 255 if attack == "fgsm" else 1 / 255)
+    assert section["step_size"] == pytest.approx(
+        4 / 255 if attack == "fgsm" else 1 / 255
+    )
     assert (output / "attack.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_corruptions_generated_on_the_fly(run_dir, tmp_path):
     pytest.importorskip("imagecorruptions")
-    report, _ = _evaluate(run_dir, tmp_path, "--corruptions=fog,gaussian_noise",
-                          "--severities=1,5", "--latency_repeats=0",
-                          f"--baseline_model_dir={run_dir}")
+    report, _ = _evaluate(
+        run_dir,
+        tmp_path,
+        "--corruptions=fog,gaussian_noise",
+        "--severities=1,5",
+        "--latency_repeats=0",
+        f"--baseline_model_dir={run_dir}",
+    )
     section = report["corruptions"]
+    assert set(section) == {
+        "source",
+        "severities",
+        "accuracy_per_severity",
+        "accuracy",
+        "mean_accuracy",
+        "baseline_model_dir",
+        "relative_corruption_error",
+        "mean_relative_corruption_error",
+    }
     assert set(section["accuracy"]) == {"fog", "gaussian_noise"}
     assert all(len(v) == 2 for v in section["accuracy_per_severity"].values())
     assert len(section["mean_accuracy"]) == 3
@@ -113,8 +171,13 @@ def test_corruptions_from_a_directory(run_dir, tmp_path):
             folder.mkdir(parents=True)
             pixels = rng.integers(0, 256, (112, 112, 1), dtype=np.uint8)
             (folder / "a.png").write_bytes(tf.io.encode_png(pixels).numpy())
-    report, _ = _evaluate(run_dir, tmp_path, f"--corruptions_dir={root}",
-                          "--severities=1,2", "--latency_repeats=0")
+    report, _ = _evaluate(
+        run_dir,
+        tmp_path,
+        f"--corruptions_dir={root}",
+        "--severities=1,2",
+        "--latency_repeats=0",
+    )
     assert list(report["corruptions"]["accuracy"]) == ["fog"]
     assert report["corruptions"]["source"] == str(root)
 
@@ -140,20 +203,33 @@ def test_users_own_images(run_dir, tmp_path):
     assert "clean" not in report
     assert [e["path"].rsplit("/", 1)[1] for e in report["images"]] == ["a.png", "b.png"]
     for entry in report["images"]:
-        assert len(entry["top_per_glimpse"]) == 3 and len(entry["top_per_glimpse"][0]) == 2
+        assert set(entry) == {"path", "top_per_glimpse", "picture"}
+        assert (
+            len(entry["top_per_glimpse"]) == 3 and len(entry["top_per_glimpse"][0]) == 2
+        )
         assert open(entry["picture"], "rb").read(8) == PNG_SIGNATURE
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--model_dir={empty}",), "No model at"),
-    (("--model_dir={run}", "--corruptions=blurry"), "blurry"),
-    (("--model_dir={run}", "--dataset=tiny_imagenet", "--data_dir={tiny}"), "10 classes"),
-    (("--model_dir={run}", "--severities=0,6"), "--severities"),
-])
-def test_bad_input_fails_before_any_work(run_dir, tmp_path, tiny_imagenet_root, args, message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--model_dir={empty}",), "No model at"),
+        (("--model_dir={run}", "--corruptions=blurry"), "blurry"),
+        (
+            ("--model_dir={run}", "--dataset=tiny_imagenet", "--data_dir={tiny}"),
+            "10 classes",
+        ),
+        (("--model_dir={run}", "--severities=0,6"), "--severities"),
+    ],
+)
+def test_bad_input_fails_before_any_work(
+    run_dir, tmp_path, tiny_imagenet_root, args, message
+):
     paths = {"empty": tmp_path, "run": run_dir, "tiny": tiny_imagenet_root}
     output = tmp_path / "o"
-    result = _evaluate_process(*[a.format(**paths) for a in args], f"--output_dir={output}")
+    result = _evaluate_process(
+        *[a.format(**paths) for a in args], f"--output_dir={output}"
+    )
     assert result.returncode != 0
     assert message in result.stderr
     assert not output.exists()
