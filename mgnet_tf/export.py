@@ -1,0 +1,149 @@
+"""Exports a trained MGNet as a TensorFlow SavedModel with early-exit signatures.
+
+    python -m mgnet_tf.export --model=runs/fashion/final.keras --output=runs/fashion/saved_model
+    saved_model_cli show --dir runs/fashion/saved_model --all
+
+Signatures (all outputs named; B images, T glimpses, K classes):
+- `serving_default`: `images`, uint8 (B, H, W, 3) of any H and W. Outputs
+  `probabilities` (B, K) after the last glimpse, `classes` (B,) int64,
+  `probabilities_per_glimpse` (B, T, K), `glimpse_boxes` (B, T, 4) as
+  (ymin, xmin, ymax, xmax) in [0, 1] image coordinates.
+- `glimpses_1` .. `glimpses_{T-1}`: the same with t < T glimpses; only t backbone
+  passes run, so the cost falls with t.
+- `serving_bytes`: `image_bytes`, a (B,) string batch of encoded JPEG/PNG/GIF/BMP images
+  (what TF Serving's REST API receives as {"b64": ...}); the same outputs as
+  `serving_default`.
+
+Images are resized to the model's size (bilinear) and converted to its channels inside
+the graph. The graph holds only TensorFlow ops: it loads with `tf.saved_model.load` in
+a process that never imported mgnet_tf.
+"""
+
+import argparse
+
+import keras
+import tensorflow as tf
+
+from mgnet_tf.visualize import glimpse_boxes
+
+
+class _Serving(tf.Module):
+    """The model's inference paths as tf.functions with serving input specs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def _prepare(self, images):
+        """uint8 (B, H, W, 3) -> float (B, S, S, C) in [0, 1] at the model's size."""
+        images = tf.image.resize(
+            tf.cast(images, tf.float32),
+            (self.model.image_size, self.model.image_size),
+            method="bilinear",
+        )
+        images = tf.clip_by_value(images / 255.0, 0.0, 1.0)
+        if self.model.channels == 1:
+            images = tf.image.rgb_to_grayscale(images)
+        return images
+
+    def outputs(self, images, num_glimpses):
+        result = self.model(
+            self._prepare(images), training=False, num_glimpses=num_glimpses
+        )
+        probabilities = tf.nn.softmax(tf.cast(result["logits"], tf.float32), axis=-1)
+        size = self.model.image_size
+        return {
+            "probabilities": probabilities[:, -1],
+            "classes": tf.argmax(probabilities[:, -1], axis=-1),
+            "probabilities_per_glimpse": probabilities,
+            "glimpse_boxes": glimpse_boxes(result["glimpse_params"], size, size),
+        }
+
+    def decode(self, image_bytes):
+        """A (B,) batch of encoded images -> uint8 (B, S, S, 3) at the model's size."""
+
+        def decode_one(data):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = tf.image.resize(
+                image, (self.model.image_size, self.model.image_size), method="bilinear"
+            )
+            return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+        return tf.map_fn(
+            decode_one,
+            image_bytes,
+            fn_output_signature=tf.TensorSpec(
+                (self.model.image_size, self.model.image_size, 3), tf.uint8
+            ),
+        )
+
+
+def signatures(model):
+    """The concrete functions `export_saved_model` writes, keyed by signature name."""
+    serving = _Serving(model)
+    images_spec = tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")
+    bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+    functions = {
+        "serving_default": tf.function(
+            lambda images: serving.outputs(images, None), input_signature=[images_spec]
+        ),
+        "serving_bytes": tf.function(
+            lambda image_bytes: serving.outputs(serving.decode(image_bytes), None),
+            input_signature=[bytes_spec],
+        ),
+    }
+    for steps in range(1, model.num_glimpses):
+        functions[f"glimpses_{steps}"] = tf.function(
+            lambda images, t=steps: serving.outputs(images, t),
+            input_signature=[images_spec],
+        )
+    return serving, {name: f.get_concrete_function() for name, f in functions.items()}
+
+
+def export_saved_model(model, directory):
+    """Writes `model` as a SavedModel with the signatures in the module docstring.
+
+    Args:
+        model: an `MGNet`.
+        directory: output directory (local or gs://); must not exist yet, so that no
+            earlier export is overwritten.
+
+    Returns:
+        The sorted signature names.
+    """
+    if tf.io.gfile.exists(directory):
+        raise FileExistsError(
+            f"{directory} exists; remove it or choose another --output, so that no "
+            "earlier export is overwritten"
+        )
+    serving, functions = signatures(model)
+    temporary = directory.rstrip("/") + ".partial"
+    if tf.io.gfile.exists(temporary):
+        tf.io.gfile.rmtree(temporary)
+    tf.saved_model.save(serving, temporary, signatures=functions)
+    # Written under a temporary name first: an interrupted export leaves no directory
+    # that looks complete.
+    tf.io.gfile.rename(temporary, directory)
+    return sorted(functions)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m mgnet_tf.export", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model", required=True, help="A .keras file from train.py.")
+    parser.add_argument(
+        "--output", required=True, help="The SavedModel directory to write."
+    )
+    args = parser.parse_args(argv)
+    import mgnet_tf  # noqa: F401, PLC0415 (registers the custom objects for loading)
+
+    if not tf.io.gfile.exists(args.model):
+        parser.error(f"--model={args.model} does not exist; expected a .keras file")
+    model = keras.saving.load_model(args.model)
+    names = export_saved_model(model, args.output)
+    print(f"Wrote {args.output} with signatures {names}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""The SavedModel export, checked in a process that never imports mgnet_tf."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from mgnet_tf import MGNet
+from mgnet_tf.export import export_saved_model
+from mgnet_tf.visualize import glimpse_boxes
+
+# Runs in a fresh interpreter: loads the SavedModel with TensorFlow alone, calls every
+# signature, and records the outputs and how each bad request failed.
+CLIENT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    directory, inputs, output = sys.argv[1:]
+    assert "mgnet_tf" not in sys.modules
+    loaded = tf.saved_model.load(directory)
+    assert "mgnet_tf" not in sys.modules
+    data = np.load(inputs, allow_pickle=True)  # the encoded images are objects
+    results = {"signatures": sorted(loaded.signatures)}
+    arrays = {}
+    for name, function in loaded.signatures.items():
+        if name == "serving_bytes":
+            for kind in ("jpeg", "png"):
+                out = function(image_bytes=tf.constant(list(data[kind])))
+                for key, value in out.items():
+                    arrays[f"{name}_{kind}_{key}"] = value.numpy()
+        else:
+            for key, value in function(images=tf.constant(data["images"])).items():
+                arrays[f"{name}_{key}"] = value.numpy()
+    bad = {
+        "rank3": lambda f: f(images=tf.constant(data["images"][0])),
+        "two_channels": lambda f: f(images=tf.constant(data["images"][..., :2])),
+        "float": lambda f: f(images=tf.constant(data["images"].astype("float32"))),
+    }
+    results["bad"] = {}
+    for case, call in bad.items():
+        try:
+            call(loaded.signatures["serving_default"])
+            results["bad"][case] = "accepted"
+        except Exception as error:
+            results["bad"][case] = type(error).__name__
+    try:
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"not an image"]))
+        results["bad"]["not_an_image"] = "accepted"
+    except Exception as error:
+        results["bad"]["not_an_image"] = type(error).__name__
+    np.savez(output + ".npz", **arrays)
+    with open(output + ".json", "w") as file:
+        json.dump(results, file)
+    """)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("export")
+    model = MGNet(
+        "vanilla_cnn",
+        num_classes=5,
+        image_size=40,
+        num_glimpses=3,
+        downsample=2,
+        channels=3,
+    )
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    jpeg = [tf.io.encode_jpeg(image, quality=100).numpy() for image in images]
+    png = [tf.io.encode_png(image).numpy() for image in images]
+    np.savez(
+        directory / "inputs.npz",
+        images=images,
+        jpeg=np.array(jpeg, dtype=object),
+        png=np.array(png, dtype=object),
+    )
+    names = export_saved_model(model, str(directory / "saved_model"))
+    script = directory / "client.py"
+    script.write_text(CLIENT)
+    subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(directory / "saved_model"),
+            str(directory / "inputs.npz"),
+            str(directory / "results"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads((directory / "results.json").read_text())
+    arrays = dict(np.load(directory / "results.npz"))
+    return model, images, names, results, arrays, directory
+
+
+def _expected(model, images, num_glimpses=None):
+    out = model(images.astype("float32") / 255.0, num_glimpses=num_glimpses)
+    probabilities = tf.nn.softmax(out["logits"]).numpy()
+    boxes = glimpse_boxes(out["glimpse_params"], 40, 40).numpy()
+    return probabilities, boxes
+
+
+def test_signatures_are_listed(exported):
+    _, _, names, results, _, _ = exported
+    expected = ["glimpses_1", "glimpses_2", "serving_bytes", "serving_default"]
+    assert names == expected and results["signatures"] == expected
+
+
+def test_serving_default_equals_keras(exported):
+    model, images, _, _, arrays, _ = exported
+    probabilities, boxes = _expected(model, images)
+    np.testing.assert_allclose(
+        arrays["serving_default_probabilities_per_glimpse"], probabilities, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        arrays["serving_default_probabilities"], probabilities[:, -1], atol=1e-4
+    )
+    np.testing.assert_array_equal(
+        arrays["serving_default_classes"], np.argmax(probabilities[:, -1], axis=-1)
+    )
+    np.testing.assert_allclose(
+        arrays["serving_default_glimpse_boxes"], boxes, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_fewer_glimpse_signatures_run_fewer_glimpses(exported, steps):
+    model, images, _, _, arrays, _ = exported
+    probabilities, boxes = _expected(model, images, steps)
+    got = arrays[f"glimpses_{steps}_probabilities_per_glimpse"]
+    assert got.shape == (3, steps, 5)
+    np.testing.assert_allclose(got, probabilities, atol=1e-4)
+    np.testing.assert_allclose(
+        arrays[f"glimpses_{steps}_glimpse_boxes"], boxes, atol=1e-5
+    )
+
+
+def test_fewer_glimpse_graphs_hold_fewer_backbone_passes(exported):
+    _, _, _, _, _, directory = exported
+    loaded = tf.saved_model.load(str(directory / "saved_model"))
+
+    def convolutions(name):
+        graph = loaded.signatures[name].graph
+        ops = [op for op in graph.get_operations()]
+        nested = [
+            graph._get_function(op.get_attr("f").name).graph.get_operations()
+            for op in ops
+            if op.type in ("PartitionedCall", "StatefulPartitionedCall")
+        ]
+        return sum(op.type == "Conv2D" for group in [ops, *nested] for op in group)
+
+    # The vanilla CNN has 4 convolutions; t glimpses run it t times.
+    assert convolutions("glimpses_1") == 4
+    assert convolutions("glimpses_2") == 8
+    assert convolutions("serving_default") == 12
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+def test_serving_bytes(exported, kind):
+    model, images, _, _, arrays, _ = exported
+    decoded = np.stack(
+        [tf.io.decode_image(tf.io.encode_png(i)).numpy() for i in images]
+    )
+    if kind == "jpeg":  # lossy: compare with the model on what the JPEG decodes to
+        decoded = np.stack(
+            [
+                tf.io.decode_jpeg(tf.io.encode_jpeg(i, quality=100)).numpy()
+                for i in images
+            ]
+        )
+    probabilities, boxes = _expected(model, decoded)
+    np.testing.assert_allclose(
+        arrays[f"serving_bytes_{kind}_probabilities_per_glimpse"],
+        probabilities,
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        arrays[f"serving_bytes_{kind}_glimpse_boxes"], boxes, atol=1e-5
+    )
+
+
+def test_bad_requests_are_errors(exported):
+    _, _, _, results, _, _ = exported
+    assert results["bad"]["rank3"] != "accepted"
+    assert results["bad"]["two_channels"] != "accepted"
+    assert results["bad"]["float"] != "accepted"
+    assert results["bad"]["not_an_image"] == "InvalidArgumentError"
+
+
+def test_other_sizes_are_resized_and_grey_models_get_grey(tmp_path):
+    model = MGNet(
+        "vanilla_cnn",
+        num_classes=4,
+        image_size=32,
+        num_glimpses=2,
+        downsample=2,
+        channels=1,
+    )
+    export_saved_model(model, str(tmp_path / "grey"))
+    loaded = tf.saved_model.load(str(tmp_path / "grey"))
+    images = np.random.default_rng(1).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    resized = tf.image.resize(images.astype("float32"), (32, 32)) / 255.0
+    expected = tf.nn.softmax(
+        model(tf.image.rgb_to_grayscale(resized))["logits"]
+    ).numpy()
+    np.testing.assert_allclose(
+        out["probabilities_per_glimpse"].numpy(), expected, atol=1e-4
+    )
+
+
+def test_existing_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("user data")
+    model = MGNet(
+        "vanilla_cnn",
+        num_classes=2,
+        image_size=32,
+        num_glimpses=1,
+        downsample=1,
+        channels=1,
+    )
+    with pytest.raises(FileExistsError, match="taken"):
+        export_saved_model(model, str(tmp_path / "taken"))
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
+
+
+def test_cli_and_saved_model_cli(tmp_path):
+    model = MGNet(
+        "vanilla_cnn",
+        num_classes=2,
+        image_size=32,
+        num_glimpses=2,
+        downsample=2,
+        channels=1,
+    )
+    model.save(tmp_path / "m.keras")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgnet_tf.export",
+            f"--model={tmp_path / 'm.keras'}",
+            f"--output={tmp_path / 'sm'}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shown = subprocess.run(
+        ["saved_model_cli", "show", "--dir", str(tmp_path / "sm"), "--all"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['glimpses_1']",
+        "signature_def['serving_bytes']",
+        "dtype: DT_UINT8",
+        "dtype: DT_STRING",
+        "probabilities_per_glimpse",
+        "glimpse_boxes",
+    ):
+        assert text in shown
