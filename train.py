@@ -30,6 +30,7 @@ import pipelines  # noqa: E402
 import presets  # noqa: E402
 from mgnet_tf import MGNet, backbones, checkpoints  # noqa: E402
 from mgnet_tf.callbacks import GlimpseImages, LearningRateLogger  # noqa: E402
+from mgnet_tf.export import export_saved_model  # noqa: E402
 from mgnet_tf.flops import parse_downsample  # noqa: E402
 from mgnet_tf.schedules import SCHEDULES, learning_rate_schedule  # noqa: E402
 
@@ -171,6 +172,8 @@ def prepare_model_dir(model_dir, config, overwrite):
         for name in ("best.keras.json", "metrics.csv"):
             if tf.io.gfile.exists(os.path.join(model_dir, name)):
                 tf.io.gfile.remove(os.path.join(model_dir, name))
+        if tf.io.gfile.exists(os.path.join(model_dir, "saved_model")):
+            tf.io.gfile.rmtree(os.path.join(model_dir, "saved_model"))
     if resuming and saved is not None:
         changed = sorted(
             k for k in config if saved.get(k) != config[k] and k != "epochs"
@@ -291,6 +294,10 @@ def main(argv):
         verbose=1 if sys.stdout.isatty() else 2,
     )
     logging.info("Saved %s", final_path)
+    saved_model = os.path.join(model_dir, "saved_model")
+    if not tf.io.gfile.exists(saved_model):  # a resumed run may have exported already
+        export_saved_model(model, saved_model)
+        logging.info("Exported %s for serving (docs/serving.md)", saved_model)
 
 
 def _report_skipped(skipped):

@@ -47,7 +47,13 @@ def _epochs(model_dir):
 
 
 def _check_outputs(model_dir):
-    for name in ("config.json", "final.keras", "metrics.csv", "best.keras"):
+    for name in (
+        "config.json",
+        "final.keras",
+        "metrics.csv",
+        "best.keras",
+        "saved_model",
+    ):
         assert (model_dir / name).exists(), name
     assert not (model_dir / "backup").exists()  # removed once training finished
     logs = os.listdir(model_dir / "logs")
