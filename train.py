@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 import pipelines  # noqa: E402
 import presets  # noqa: E402
+import strategies  # noqa: E402
 from mgnet_tf import MGNet, backbones, checkpoints  # noqa: E402
 from mgnet_tf.callbacks import GlimpseImages, LearningRateLogger  # noqa: E402
 from mgnet_tf.export import export_saved_model  # noqa: E402
@@ -83,6 +84,16 @@ flags.DEFINE_enum(
     "Keras dtype policy.",
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_enum(
+    "strategy",
+    "auto",
+    strategies.STRATEGIES,
+    "auto: TPU if reachable, else all GPUs, else the CPU.",
+)
+flags.DEFINE_string("tpu", None, "TPU address or name; 'local' on a TPU VM.")
+flags.DEFINE_integer(
+    "num_cpu_replicas", 2, "--strategy=mirrored without GPUs: logical CPU devices."
+)
 flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir.")
 flags.mark_flags_as_required(["dataset", "model_dir"])
 
@@ -175,8 +186,10 @@ def prepare_model_dir(model_dir, config, overwrite):
         if tf.io.gfile.exists(os.path.join(model_dir, "saved_model")):
             tf.io.gfile.rmtree(os.path.join(model_dir, "saved_model"))
     if resuming and saved is not None:
+        # The hardware may change between attempts; the recipe may not.
+        free = ("epochs", "strategy", "num_replicas")
         changed = sorted(
-            k for k in config if saved.get(k) != config[k] and k != "epochs"
+            k for k in config if saved.get(k) != config[k] and k not in free
         )
         if changed:
             raise app.UsageError(
@@ -209,6 +222,11 @@ def build_model(config, num_classes, channels):
 def main(argv):
     del argv
     config = resolve_config()
+    # Before any other TensorFlow work: logical devices and TPUs need a fresh runtime.
+    strategy = strategies.build_strategy(
+        FLAGS.strategy, FLAGS.tpu, FLAGS.num_cpu_replicas
+    )
+    config.update(strategy=FLAGS.strategy, num_replicas=strategy.num_replicas_in_sync)
     model_dir = FLAGS.model_dir
     resuming = prepare_model_dir(model_dir, config, FLAGS.overwrite)
     keras.utils.set_random_seed(config["seed"])
@@ -227,15 +245,28 @@ def main(argv):
         classes_file=config["classes_file"],
         skipped=skipped,
     )
-    train_data = pipelines.build_dataset(
-        config["dataset"],
-        "train",
-        training=True,
-        augment=config["augment"],
-        **data_args,
+
+    def distributed(split, steps, **kwargs):
+        # Each input pipeline reads its own shard and yields per-replica batches. With
+        # a step count per epoch, fit keeps one iterator across epochs: repeat the
+        # data so that it never runs out.
+        def dataset(context):
+            data = pipelines.build_dataset(
+                config["dataset"], split, input_context=context, **data_args, **kwargs
+            )
+            return data if steps is None else data.repeat()
+
+        return strategy.distribute_datasets_from_function(dataset)
+
+    train_data = distributed(
+        "train", config["steps_per_epoch"], training=True, augment=config["augment"]
     )
-    validation_data = pipelines.build_dataset(
-        config["dataset"], "validation", **data_args
+    # Several replicas: whole validation batches only, so that no replica gets an
+    # empty one (fewer than one global batch of images is left out).
+    validation_data = distributed(
+        "validation",
+        config["validation_steps"],
+        drop_remainder=strategy.num_replicas_in_sync > 1,
     )
     train_size = pipelines.num_examples(
         config["dataset"], "train", config["data_dir"], config["classes_file"]
@@ -247,21 +278,27 @@ def main(argv):
             f"({train_size} images)"
         )
 
-    model = build_model(config, info.num_classes, info.channels)
-    schedule = learning_rate_schedule(
-        config["schedule"], config["learning_rate"], config["epochs"] * steps_per_epoch
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(
-            schedule,
-            momentum=config["momentum"],
-            weight_decay=config["weight_decay"] or None,
-        ),
-        jit_compile=config["jit_compile"],
-    )
+    with strategy.scope():
+        model = build_model(config, info.num_classes, info.channels)
+        schedule = learning_rate_schedule(
+            config["schedule"],
+            config["learning_rate"],
+            config["epochs"] * steps_per_epoch,
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(
+                schedule,
+                momentum=config["momentum"],
+                weight_decay=config["weight_decay"] or None,
+            ),
+            jit_compile=config["jit_compile"],
+        )
 
     logs_dir = os.path.join(model_dir, "logs")
-    sample_images, sample_labels = next(iter(validation_data.take(1)))
+    samples = pipelines.build_dataset(
+        config["dataset"], "validation", **{**data_args, "batch_size": 8}
+    )
+    sample_images, sample_labels = next(iter(samples))
     final_accuracy = f"val_acc_{config['glimpses']}"
     final_path = os.path.join(model_dir, "final.keras")
     callbacks = [

@@ -138,6 +138,7 @@ def build_dataset(
     noise_std=0.0,
     classes_file=None,
     skipped=None,
+    drop_remainder=None,
 ):
     """Builds the batched input pipeline of one split of a data set.
 
@@ -167,6 +168,9 @@ def build_dataset(
         classes_file: Optional class list (see `dataset_info`).
         skipped: Optional `SkippedFiles` counting unreadable files; create it
             outside any strategy scope to read the count afterwards.
+        drop_remainder: Whether to drop the last partial batch; default: in
+            training only. Multi-replica evaluation needs it (a replica must not
+            get an empty batch; TPUs need static shapes).
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`.
@@ -218,7 +222,9 @@ def build_dataset(
             input_context,
             SkippedFiles() if skipped is None else skipped,
         )
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if drop_remainder is None:
+        drop_remainder = training
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

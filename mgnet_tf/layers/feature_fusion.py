@@ -1,5 +1,7 @@
 """Feature fusion module (eq. 3): attention over the glimpse tokens seen so far."""
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -81,8 +83,10 @@ class FeatureFusion(keras.layers.Layer):
         key = self._split_heads(ops.matmul(tokens, self.key_kernel))
         value = self._split_heads(ops.matmul(tokens, self.value_kernel))
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
-        # tf.nn.softmax: keras.ops warns on the one-token softmax of the first glimpse.
-        weights = tf.nn.softmax(scores / ops.sqrt(float(self.head_dim)), axis=-1)
+        # Softmax in float32 under mixed precision; tf.nn.softmax because keras.ops
+        # warns on the one-token softmax of the first glimpse.
+        scores = tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
+        weights = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
         weights = self.attention_dropout(weights, training=training)
         attended = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
         attended = ops.reshape(attended, ops.shape(tokens))

@@ -1,0 +1,85 @@
+"""The tf.distribute strategy that train.py's --strategy flag names.
+
+auto: a TPU if one is reachable, else every GPU (MirroredStrategy) if there are several,
+else the default (one device). `mirrored` on a machine without GPUs splits the CPU into
+`num_cpu_replicas` logical devices, so the multi-replica path runs anywhere. Call
+`build_strategy` before TensorFlow runs any op: logical devices and TPU systems can only
+be set up on a fresh runtime.
+"""
+
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+def _tpu_strategy(tpu):
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu="local" if tpu == "local" else (tpu or "")
+    )
+    if tpu != "local":
+        tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _split_cpu(num_replicas):
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_replicas
+    )
+    return [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def build_strategy(name, tpu=None, num_cpu_replicas=2):
+    """Builds the strategy `name` (one of `STRATEGIES`).
+
+    Args:
+        name: "auto", "default", "mirrored", "multi_worker" or "tpu".
+        tpu: TPU address or name for "tpu"/"auto" ("local" on a TPU VM); None lets the
+            resolver find one (Colab sets COLAB_TPU_ADDR, Cloud sets TPU_NAME).
+        num_cpu_replicas: logical CPU devices for "mirrored" without GPUs.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy. Received: strategy={name!r}; expected one of {STRATEGIES}"
+        )
+    if name == "tpu":
+        return _tpu_strategy(tpu)
+    if name == "auto":
+        if tpu or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
+            try:
+                return _tpu_strategy(tpu)
+            except (ValueError, tf.errors.OpError):
+                pass  # no TPU after all: fall through to GPUs or the CPU
+        if len(tf.config.list_physical_devices("GPU")) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if tf.config.list_physical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        if num_cpu_replicas < 1:
+            raise ValueError(
+                f"`num_cpu_replicas` must be >= 1. Received: num_cpu_replicas={num_cpu_replicas}"
+            )
+        return tf.distribute.MirroredStrategy(devices=_split_cpu(num_cpu_replicas))
+    if name == "multi_worker":
+        # Reads the cluster from TF_CONFIG; one worker is the chief.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints and logs (worker 0, or single host)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )

@@ -1,0 +1,147 @@
+"""Multi-replica, mixed-precision and crash-resume training, as far as a CPU allows."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from mgnet_tf import MGNet
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Logical devices need a fresh runtime, so this runs in its own interpreter.
+MIRRORED_VS_SINGLE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from mgnet_tf import MGNet
+
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 32, 32, 1)).astype("float32")
+    labels = rng.integers(0, 5, 8).astype("int32")
+    keras.utils.set_random_seed(0)
+    # No batch norm: its statistics are per replica, so the loss would differ.
+    initial = MGNet("vanilla_cnn", num_classes=5, image_size=32, num_glimpses=3,
+                    downsample=2, channels=1).get_weights()
+
+    def one_step(strategy):
+        with strategy.scope():
+            model = MGNet("vanilla_cnn", num_classes=5, image_size=32, num_glimpses=3,
+                          downsample=2, channels=1)
+            model.set_weights(initial)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+        history = model.fit(data, epochs=1, verbose=0)
+        return history.history["loss"][0], model.get_weights()
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    mirrored = tf.distribute.MirroredStrategy(devices)
+    single_loss, single_weights = one_step(tf.distribute.get_strategy())
+    mirrored_loss, mirrored_weights = one_step(mirrored)
+    difference = max(float(np.max(np.abs(a - b)))
+                     for a, b in zip(single_weights, mirrored_weights))
+    print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "single": single_loss,
+                      "mirrored": mirrored_loss, "weight_difference": difference}))
+    """)
+
+
+def test_mirrored_two_cpus_equals_one_device():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_VS_SINGLE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["mirrored"] == pytest.approx(report["single"], rel=1e-5)
+    assert report["weight_difference"] < 1e-5
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_training_step_is_finite(policy):
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        model = MGNet(
+            "vanilla_cnn",
+            num_classes=5,
+            image_size=32,
+            num_glimpses=2,
+            downsample=2,
+            channels=1,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        images = np.random.rand(4, 32, 32, 1).astype("float32")
+        result = model.train_on_batch(images, np.arange(4), return_dict=True)
+        outputs = model(images)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert np.isfinite(result["loss"])
+    if policy == "mixed_float16":  # Keras wraps the optimizer for loss scaling
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # The sampler's coordinates stay float32.
+    assert outputs["glimpse_params"].dtype == "float32"
+
+
+def _epochs(model_dir):
+    with open(os.path.join(model_dir, "metrics.csv")) as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "train.py",
+        "--dataset=translated_mnist",
+        f"--data_dir={idx_dir}",
+        f"--model_dir={model_dir}",
+        "--epochs=3",
+        "--steps_per_epoch=40",
+        "--validation_steps=1",
+        "--batch_size=4",
+        "--glimpses=2",
+        "--strategy=default",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metadata = model_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert not (model_dir / "final.keras").exists()
+    completed = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= completed < 3
+
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming the interrupted run" in result.stderr
+    epochs = _epochs(model_dir)
+    # Epochs before the kill are not run again; the rest are.
+    assert epochs[:completed] == list(range(completed))
+    assert epochs[-1] == 2 and epochs.count(completed - 1) == 1
+    keras.saving.load_model(model_dir / "final.keras")
+    leftovers = [p for p in model_dir.rglob(".tmp-*")]
+    assert not leftovers, leftovers
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (config["strategy"], config["num_replicas"]) == ("default", 1)
