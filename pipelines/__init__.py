@@ -326,7 +326,7 @@ def _image_files(info, split, data_dir, size, training, policy, seed, context, s
     if training:
         transform = _train_transform(imagenet_like, info.channels, size, policy)
     else:
-        transform = _eval_transform(imagenet_like, info.channels, size)
+        transform = eval_transform(imagenet_like, info.channels, size)
     dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     # The backstop for files that look complete but still fail to decode; their
     # errors are logged (without the path, which tf.data does not know).
@@ -353,8 +353,9 @@ def _train_transform(imagenet_like, channels, size, policy):
     return transform
 
 
-def _eval_transform(imagenet_like, channels, size):
-    """The map function from (path, bytes, label) to an evaluation example."""
+def eval_transform(imagenet_like, channels, size):
+    """The map function from (path, bytes, label) to an evaluation example: a centre
+    crop for ImageNet-like sets, else a resize (none when already at the size)."""
 
     def transform(path, data, label):
         image = decode_image(data, channels)

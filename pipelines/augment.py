@@ -58,9 +58,16 @@ def resize(image, size):
     Returns:
         uint8 (size, size, C).
     """
-    # Antialiasing keeps downscaling close to PIL's (what torchvision uses).
-    resized = tf.image.resize(image, [size, size], antialias=True)
-    return tf.ensure_shape(to_uint8(resized), [size, size, image.shape[-1]])
+    # An image already at the size passes through untouched (e.g. ImageNet-C's
+    # published pixels are evaluated as they are).
+    at_size = tf.reduce_all(tf.shape(image)[:2] == size)
+    resized = tf.cond(
+        at_size,
+        lambda: image,
+        # Antialiasing keeps downscaling close to PIL's (what torchvision uses).
+        lambda: to_uint8(tf.image.resize(image, [size, size], antialias=True)),
+    )
+    return tf.ensure_shape(resized, [size, size, image.shape[-1]])
 
 
 def random_resized_crop(

@@ -23,7 +23,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from pipelines import augment as augment_lib
+from pipelines import eval_transform
 from pipelines import image_folder
 from pipelines.decode import SkippedFiles, decode_image
 
@@ -226,33 +226,13 @@ def imagenet_c_dataset(
         lambda path, data, label: skipped.keep_complete(path, data)
     )
     dataset = dataset.map(
-        _file_transform(channels, image_size, center_crop),
+        eval_transform(center_crop, channels, image_size),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     # As in `build_dataset`: the backstop for files that look complete but
     # still fail to decode.
     dataset = dataset.ignore_errors(log_warning=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _file_transform(channels, size, center_crop):
-    """The map function from (path, bytes, label) to an evaluation example."""
-
-    def transform(path, data, label):
-        image = decode_image(data, channels)
-        if center_crop:
-            image = augment_lib.center_crop_resize(image, size)
-        else:
-            # Images already at the size are passed through untouched, so the
-            # published pixels are evaluated as they are.
-            at_size = tf.reduce_all(tf.shape(image)[:2] == size)
-            image = tf.cond(
-                at_size, lambda: image, lambda: augment_lib.resize(image, size)
-            )
-            image = tf.ensure_shape(image, [size, size, channels])
-        return tf.cast(image, tf.float32) / 255.0, label
-
-    return transform
 
 
 def _load_corrupt():
