@@ -83,3 +83,15 @@ def is_chief(strategy):
         and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def output_dir(model_dir, strategy):
+    """Where this process writes: model_dir for the chief, a scratch directory below
+    it for every other worker (Keras has all workers save; only the chief's files are
+    the run's)."""
+    if is_chief(strategy):
+        return model_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(
+        model_dir, "workers", f"{resolver.task_type}-{resolver.task_id}"
+    )

@@ -227,7 +227,8 @@ def main(argv):
         FLAGS.strategy, FLAGS.tpu, FLAGS.num_cpu_replicas
     )
     config.update(strategy=FLAGS.strategy, num_replicas=strategy.num_replicas_in_sync)
-    model_dir = FLAGS.model_dir
+    chief = strategies.is_chief(strategy)
+    model_dir = strategies.output_dir(FLAGS.model_dir, strategy)
     resuming = prepare_model_dir(model_dir, config, FLAGS.overwrite)
     keras.utils.set_random_seed(config["seed"])
     keras.mixed_precision.set_dtype_policy(config["mixed_precision"])
@@ -330,6 +331,9 @@ def main(argv):
         shuffle=False,  # the pipeline shuffles
         verbose=1 if sys.stdout.isatty() else 2,
     )
+    if not chief:
+        tf.io.gfile.rmtree(model_dir)  # the chief holds the run's files
+        return
     logging.info("Saved %s", final_path)
     saved_model = os.path.join(model_dir, "saved_model")
     if not tf.io.gfile.exists(saved_model):  # a resumed run may have exported already

@@ -145,3 +145,70 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, idx_dir):
     assert not leftovers, leftovers
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["strategy"], config["num_replicas"]) == ("default", 1)
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="Keras 3 fit fails under MultiWorkerMirroredStrategy even for a plain Dense "
+    "model (keras-team/keras#20585, tensorflow/tensorflow#72388); strict, so this "
+    "reports when an upgrade fixes it",
+)
+def test_two_workers_on_localhost(tmp_path, idx_dir):
+    model_dir = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        environment = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {
+                    "cluster": {"worker": workers},
+                    "task": {"type": "worker", "index": index},
+                }
+            ),
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "train.py",
+                    "--dataset=translated_mnist",
+                    f"--data_dir={idx_dir}",
+                    f"--model_dir={model_dir}",
+                    "--epochs=2",
+                    "--steps_per_epoch=2",
+                    "--validation_steps=1",
+                    "--batch_size=4",
+                    "--glimpses=2",
+                    "--strategy=multi_worker",
+                ],
+                cwd=REPO,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (config["strategy"], config["num_replicas"]) == ("multi_worker", 2)
+    assert _epochs(model_dir) == [0, 1]
+    keras.saving.load_model(model_dir / "final.keras")
+    assert (model_dir / "saved_model").exists()
+    # Only the chief's files remain: the other worker's scratch directory is gone.
+    assert not list((model_dir / "workers").glob("*"))

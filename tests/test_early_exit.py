@@ -19,7 +19,13 @@ PROBABILITIES = np.array(
 
 @pytest.mark.parametrize(
     "threshold, expected",
-    [(0.0, [1, 1, 1]), (0.5, [1, 1, 1]), (0.8, [1, 2, 3]), (0.9, [1, 3, 3]), (1.0, [3, 3, 3])],
+    [
+        (0.0, [1, 1, 1]),
+        (0.5, [1, 1, 1]),
+        (0.8, [1, 2, 3]),
+        (0.9, [1, 3, 3]),
+        (1.0, [3, 3, 3]),
+    ],
 )
 def test_exit_glimpses(threshold, expected):
     assert exit_glimpses(PROBABILITIES, threshold).numpy().tolist() == expected

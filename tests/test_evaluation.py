@@ -7,15 +7,25 @@ from mgnet_tf.visualize import glimpse_picture
 
 
 def _model(num_glimpses=3):
-    return MGNet("vanilla_cnn", num_classes=4, image_size=32, num_glimpses=num_glimpses,
-                 downsample=2, channels=1)
+    return MGNet(
+        "vanilla_cnn",
+        num_classes=4,
+        image_size=32,
+        num_glimpses=num_glimpses,
+        downsample=2,
+        channels=1,
+    )
 
 
 def _data(count=10, batch=4):
     rng = np.random.default_rng(0)
     images = rng.random((count, 32, 32, 1)).astype("float32")
     labels = rng.integers(0, 4, count).astype("int32")
-    return images, labels, tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+    return (
+        images,
+        labels,
+        tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch),
+    )
 
 
 def test_predict_matches_the_model_and_keeps_order():
@@ -40,7 +50,9 @@ def test_dynamic_exit_sweep_ends_match_fixed_exits():
     _, labels, dataset = _data()
     outputs = evaluation.predict(model, dataset, progress=False)
     mflops = [1.0, 2.0, 3.0]
-    sweep = evaluation.dynamic_exit_sweep(outputs["probabilities"], labels, [0.0, 1.0], mflops)
+    sweep = evaluation.dynamic_exit_sweep(
+        outputs["probabilities"], labels, [0.0, 1.0], mflops
+    )
     fixed = evaluation.accuracy_per_glimpse(outputs["probabilities"], labels)
     assert sweep[0]["mean_glimpses"] == 1 and sweep[0]["mean_mflops"] == 1.0
     assert sweep[0]["accuracy"] == pytest.approx(fixed[0])
@@ -79,5 +91,9 @@ def test_glimpse_picture_layout():
     # Bottom row: the (white) glimpses enlarged; top row: black image with coloured boxes.
     assert picture[18:, :20].min() == 255
     top_first, top_second = picture[:16, :20], picture[:16, 21:]
-    assert top_first[..., 1].max() > 150 and top_first[..., 0].max() < 50  # green: right
-    assert top_second[..., 0].max() > 150 and top_second[..., 1].max() < 50  # red: wrong
+    assert (
+        top_first[..., 1].max() > 150 and top_first[..., 0].max() < 50
+    )  # green: right
+    assert (
+        top_second[..., 0].max() > 150 and top_second[..., 1].max() < 50
+    )  # red: wrong
