@@ -1,0 +1,58 @@
+"""The benchmark scripts run with tiny sizes and print valid JSON (no timing is asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--backbone=vanilla_cnn",
+    "--image_size=32",
+    "--glimpses=2",
+    "--downsample=2",
+    "--channels=1",
+    "--num_classes=10",
+    "--json",
+]
+
+
+def _last_json(script, *args):
+    result = subprocess.run(
+        [sys.executable, os.path.join("bench", script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_latency_script():
+    report = _last_json(
+        "latency.py", *TINY, "--batch_sizes=1,2", "--repeats=2", "--warmup=1"
+    )
+    assert report["ratio"] == report["mgnet_ms"] / report["ff_ms"]
+    assert set(report["latency_ms"]) == {
+        f"batch{b}_{f}" for b in (1, 2) for f in ("eager", "function", "xla")
+    }
+    entry = report["latency_ms"]["batch1_function"]
+    assert len(entry["mgnet_ms_per_glimpse_count"]) == 2
+    assert entry["mgnet_ms_per_glimpse_count"][-1] == entry["mgnet_ms"]
+    assert report["glimpse_size"] == 16
+
+
+def test_train_throughput_script():
+    report = _last_json(
+        "train_throughput.py",
+        *TINY,
+        "--batch_size=4",
+        "--steps=2",
+        "--warmup=1",
+        "--rounds=1",
+    )
+    for which in ("ff", "mgnet"):
+        assert report[which]["images_per_s"] > 0 and report[which]["peak_rss_mib"] > 100
+    assert report["throughput_ratio"] == (
+        report["mgnet"]["images_per_s"] / report["ff"]["images_per_s"]
+    )
