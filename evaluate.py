@@ -13,12 +13,14 @@
 
 The data set, its directory and the split default to the training run's config.json.
 Everything measured goes to <output_dir>/evaluation.json (with the configuration it came
-from), pictures and plots to PNG files beside it, and a table to stdout.
+from; default <model_dir>/eval/<date-time>), pictures and plots to PNG files beside it,
+and a table to stdout.
 """
 
 import logging as pylogging
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,7 +43,10 @@ flags.DEFINE_string("model", None, "A .keras model file (instead of --model_dir)
 flags.DEFINE_enum(
     "checkpoint", "final", ["final", "best"], "Model of --model_dir to use."
 )
-flags.DEFINE_string("output_dir", None, "Report directory (default <model_dir>/eval).")
+flags.DEFINE_string(
+    "output_dir", None, "Report directory (default <model_dir>/eval/<date-time>)."
+)
+flags.DEFINE_bool("overwrite", False, "Replace a report already in --output_dir.")
 flags.DEFINE_string("dataset", None, "Data set (default: the run's).")
 flags.DEFINE_string("data_dir", None, "Data set root (default: the run's).")
 flags.DEFINE_string("classes_file", None, "Class list (default: the run's).")
@@ -497,7 +502,18 @@ def main(argv):
         raise app.UsageError(
             "Give --dataset (the model was not loaded from a train.py run)"
         )
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir or ".", "eval")
+    # Each evaluation gets its own directory; an earlier report is never replaced
+    # unless asked.
+    output_dir = FLAGS.output_dir or os.path.join(
+        FLAGS.model_dir or ".", "eval", time.strftime("%Y%m%d-%H%M%S")
+    )
+    if (
+        tf.io.gfile.exists(os.path.join(output_dir, "evaluation.json"))
+        and not FLAGS.overwrite
+    ):
+        raise app.UsageError(
+            f"{output_dir} already holds a report; pass --overwrite or another --output_dir"
+        )
     tf.io.gfile.makedirs(output_dir)
 
     report = {

@@ -192,6 +192,18 @@ def test_pictures_are_valid_pngs(run_dir, tmp_path):
         assert picture.shape == (2 * 112 + 2, 3 * 112 + 2, 3)
 
 
+def test_an_earlier_report_is_not_replaced_without_asking(run_dir, tmp_path):
+    report, output = _evaluate(run_dir, tmp_path, "--latency_repeats=0")
+    again = _evaluate_process(
+        f"--model_dir={run_dir}",
+        f"--output_dir={output}",
+        "--max_examples=4",
+        "--latency_repeats=0",
+    )
+    assert again.returncode != 0 and "--overwrite" in again.stderr
+    assert json.loads((output / "evaluation.json").read_text()) == report
+
+
 def test_users_own_images(run_dir, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
