@@ -28,16 +28,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from mgnet_tf import MGNet  # noqa: E402
-from mgnet_tf.flops import parse_downsample  # noqa: E402
+from bench import models  # noqa: E402
 
-flags.DEFINE_string("backbone", "resnet18", "Backbone of both models.")
-flags.DEFINE_integer("image_size", 224, "FF-Net input side.")
-flags.DEFINE_integer("num_classes", 100, "Classes (the paper's ImageNet100).")
-flags.DEFINE_integer("glimpses", 4, "MGNet's T.")
-flags.DEFINE_string("downsample", "7/3", "MGNet's M.")
-flags.DEFINE_integer("channels", 3, "Image channels.")
-flags.DEFINE_bool("small_input", False, "ResNet without stem max-pool.")
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes.")
 flags.DEFINE_list("forms", ["eager", "function", "xla"], "Execution forms.")
 flags.DEFINE_integer("repeats", 20, "Timed calls per figure (median).")
@@ -69,19 +61,7 @@ def _interleaved_medians(functions, inputs):
 def main(argv):
     del argv
     keras.utils.set_random_seed(0)
-    common = dict(
-        backbone=FLAGS.backbone,
-        num_classes=FLAGS.num_classes,
-        image_size=FLAGS.image_size,
-        channels=FLAGS.channels,
-        small_input=FLAGS.small_input,
-    )
-    ff_net = MGNet(num_glimpses=1, downsample=1, **common)
-    mgnet = MGNet(
-        num_glimpses=FLAGS.glimpses,
-        downsample=parse_downsample(FLAGS.downsample),
-        **common,
-    )
+    ff_net, mgnet = models.build("ff"), models.build("mgnet")
     size, glimpse = FLAGS.image_size, mgnet.glimpse_size
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}",

@@ -26,12 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("backbone", "resnet18", "Backbone of both models.")
-flags.DEFINE_integer("image_size", 224, "FF-Net input side.")
-flags.DEFINE_integer("num_classes", 100, "Classes (the paper's ImageNet100).")
-flags.DEFINE_integer("glimpses", 4, "MGNet's T.")
-flags.DEFINE_string("downsample", "7/3", "MGNet's M.")
-flags.DEFINE_integer("channels", 3, "Image channels.")
+from bench import models  # noqa: E402
+
 flags.DEFINE_integer("batch_size", 32, "Training batch.")
 flags.DEFINE_integer("steps", 10, "Timed steps per child.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps after compiling.")
@@ -47,23 +43,8 @@ def measure(which):
     import keras
     import numpy as np
 
-    from mgnet_tf import MGNet
-    from mgnet_tf.flops import parse_downsample
-
     keras.utils.set_random_seed(0)
-    glimpses, downsample = (
-        (1, 1.0)
-        if which == "ff"
-        else (FLAGS.glimpses, parse_downsample(FLAGS.downsample))
-    )
-    model = MGNet(
-        FLAGS.backbone,
-        num_classes=FLAGS.num_classes,
-        image_size=FLAGS.image_size,
-        num_glimpses=glimpses,
-        downsample=downsample,
-        channels=FLAGS.channels,
-    )
+    model = models.build(which)
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         jit_compile=FLAGS.jit_compile,
@@ -102,12 +83,7 @@ def main(argv):
                     *[
                         f"--{name}={FLAGS[name].value}"
                         for name in (
-                            "backbone",
-                            "image_size",
-                            "num_classes",
-                            "glimpses",
-                            "downsample",
-                            "channels",
+                            *models.MODEL_FLAGS,
                             "batch_size",
                             "steps",
                             "warmup",
