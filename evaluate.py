@@ -168,6 +168,11 @@ def _limit(dataset, count):
     )
 
 
+def _capped(count):
+    """`count`, or --max_examples where that is smaller."""
+    return count if FLAGS.max_examples is None else min(count, FLAGS.max_examples)
+
+
 def evaluation_data(settings, model, count=None):
     dataset = pipelines.build_dataset(
         settings["dataset"],
@@ -209,9 +214,7 @@ def attack_section(model, settings):
     step_size = FLAGS.step_size if FLAGS.attack == "pgd" else FLAGS.eps
     correct = {k: [] for k in steps}
     clean = []
-    data = evaluation_data(
-        settings, model, min(FLAGS.attack_examples, FLAGS.max_examples or 10**12)
-    )
+    data = evaluation_data(settings, model, _capped(FLAGS.attack_examples))
     bar = keras.utils.Progbar(None, unit_name="batch")
     for batch, (images, labels) in enumerate(data):
         logits = model(images, training=False)["logits"][:, -1]
@@ -241,7 +244,7 @@ def attack_section(model, settings):
 
 
 def _corruption_accuracy(model, settings, corruption, severity):
-    count = min(FLAGS.corruption_examples, FLAGS.max_examples or 10**12)
+    count = _capped(FLAGS.corruption_examples)
     if FLAGS.corruptions_dir:
         data = corruption_lib.imagenet_c_dataset(
             FLAGS.corruptions_dir,
