@@ -340,7 +340,13 @@ def pictures_section(model, settings, directory):
         model, tf.data.Dataset.from_tensors((images, labels)), progress=False
     )
     names = [f"example_{i:03d}_label_{labels[i]}" for i in range(len(images))]
-    return write_pictures(model, images, outputs, labels, directory, names)
+    paths = write_pictures(model, images, outputs, labels, directory, names)
+    predictions = np.argmax(outputs["probabilities"], axis=-1)
+    details = [
+        {"path": path, "label": int(label), "predictions": p.tolist()}
+        for path, label, p in zip(paths, labels, predictions)
+    ]
+    return paths, details
 
 
 def images_section(model, class_names, directory):
@@ -537,7 +543,9 @@ def main(argv):
     if names:
         report["corruptions"] = corruption_section(model, settings, names, severities)
     if FLAGS.visualize:
-        report["pictures"] = pictures_section(
+        # "pictures" lists the PNGs; "picture_predictions" the label and the
+        # prediction after each glimpse of each, to pick right and wrong cases.
+        report["pictures"], report["picture_predictions"] = pictures_section(
             model, settings, os.path.join(output_dir, "pictures")
         )
     if FLAGS.images is not None:

@@ -190,6 +190,17 @@ def test_pictures_are_valid_pngs(run_dir, tmp_path):
         assert data[:8] == PNG_SIGNATURE
         picture = tf.io.decode_png(data).numpy()
         assert picture.shape == (2 * 112 + 2, 3 * 112 + 2, 3)
+    # The recorded predictions are those the clean section scored: with
+    # --max_examples=2 both cover the same two test images.
+    details = report["picture_predictions"]
+    assert [d["path"] for d in details] == report["pictures"]
+    for d in details:
+        assert f"_label_{d['label']}.png" in d["path"] and len(d["predictions"]) == 3
+    right = np.mean([[p == d["label"] for p in d["predictions"]] for d in details], 0)
+    clean, _ = _evaluate(
+        run_dir, tmp_path / "clean", "--max_examples=2", "--latency_repeats=0"
+    )
+    assert right.tolist() == pytest.approx(clean["clean"]["accuracy"])
 
 
 def test_an_earlier_report_is_not_replaced_without_asking(run_dir, tmp_path):
