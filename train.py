@@ -84,6 +84,12 @@ flags.DEFINE_enum(
     "Keras dtype policy.",
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_bool(
+    "deterministic",
+    False,
+    "Deterministic ops: an interrupted and resumed run ends with the same weights "
+    "as an uninterrupted one (slower on GPU).",
+)
 flags.DEFINE_enum(
     "strategy",
     "auto",
@@ -137,6 +143,7 @@ def resolve_config():
         validation_steps=FLAGS.validation_steps,
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
+        deterministic=FLAGS.deterministic,
     )
     _validate(config)
     return config
@@ -231,6 +238,8 @@ def main(argv):
     model_dir = strategies.output_dir(FLAGS.model_dir, strategy)
     resuming = prepare_model_dir(model_dir, config, FLAGS.overwrite)
     keras.utils.set_random_seed(config["seed"])
+    if config["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(config["mixed_precision"])
 
     info = pipelines.dataset_info(
@@ -247,28 +256,16 @@ def main(argv):
         skipped=skipped,
     )
 
-    def distributed(split, steps, **kwargs):
-        # Each input pipeline reads its own shard and yields per-replica batches. With
-        # a step count per epoch, fit keeps one iterator across epochs: repeat the
-        # data so that it never runs out.
+    def distributed(split, repeat, **kwargs):
+        # Each input pipeline reads its own shard and yields per-replica batches.
         def dataset(context):
             data = pipelines.build_dataset(
                 config["dataset"], split, input_context=context, **data_args, **kwargs
             )
-            return data if steps is None else data.repeat()
+            return data.repeat() if repeat else data
 
         return strategy.distribute_datasets_from_function(dataset)
 
-    train_data = distributed(
-        "train", config["steps_per_epoch"], training=True, augment=config["augment"]
-    )
-    # Several replicas: whole validation batches only, so that no replica gets an
-    # empty one (fewer than one global batch of images is left out).
-    validation_data = distributed(
-        "validation",
-        config["validation_steps"],
-        drop_remainder=strategy.num_replicas_in_sync > 1,
-    )
     train_size = pipelines.num_examples(
         config["dataset"], "train", config["data_dir"], config["classes_file"]
     )
@@ -278,6 +275,27 @@ def main(argv):
             f"--batch_size={config['batch_size']} is larger than the training set "
             f"({train_size} images)"
         )
+    backup_dir = os.path.join(model_dir, "backup")
+    initial_epoch = checkpoints.completed_epochs(backup_dir)
+    # One endless stream of training batches whose order and augmentation in each
+    # pass are a function of (seed, pass): fit keeps its iterator across epochs,
+    # and a resumed run starts the stream where the interrupted one stopped.
+    train_data = distributed(
+        "train",
+        False,
+        training=True,
+        augment=config["augment"],
+        start_step=initial_epoch * steps_per_epoch,
+    )
+    # Several replicas: whole validation batches only, so that no replica gets an
+    # empty one (fewer than one global batch of images is left out).
+    # With a step count, fit keeps one validation iterator too: repeat the data so
+    # that it never runs out.
+    validation_data = distributed(
+        "validation",
+        config["validation_steps"] is not None,
+        drop_remainder=strategy.num_replicas_in_sync > 1,
+    )
 
     with strategy.scope():
         model = build_model(config, info.num_classes, info.channels)
@@ -308,7 +326,7 @@ def main(argv):
         keras.callbacks.LambdaCallback(
             on_train_end=lambda logs: checkpoints.save_model(model, final_path)
         ),
-        checkpoints.BackupAndRestore(os.path.join(model_dir, "backup")),
+        checkpoints.BackupAndRestore(backup_dir),
         checkpoints.BestModelCheckpoint(
             os.path.join(model_dir, "best.keras"), final_accuracy
         ),
@@ -320,12 +338,14 @@ def main(argv):
         ),
     ]
     if resuming:
-        logging.info("Resuming the interrupted run in %s", model_dir)
+        logging.info(
+            "Resuming the interrupted run in %s after epoch %d", model_dir, initial_epoch
+        )
     model.fit(
         train_data,
         validation_data=validation_data,
         epochs=config["epochs"],
-        steps_per_epoch=config["steps_per_epoch"],
+        steps_per_epoch=steps_per_epoch,
         validation_steps=config["validation_steps"],
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles

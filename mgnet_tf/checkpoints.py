@@ -57,6 +57,16 @@ def read_json(path):
         return json.load(file)
 
 
+# Where keras.callbacks.BackupAndRestore keeps its record of the finished epochs.
+TRAINING_METADATA = "training_metadata.json"
+
+
+def completed_epochs(backup_dir):
+    """Epochs finished by the run backed up in `backup_dir` (0 when there is none)."""
+    record = read_json(os.path.join(backup_dir, TRAINING_METADATA))
+    return 0 if record is None else int(record["epoch"])
+
+
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` whose backups are written atomically.
 

@@ -139,12 +139,13 @@ def build_dataset(
     classes_file=None,
     skipped=None,
     drop_remainder=None,
+    start_step=None,
 ):
     """Builds the batched input pipeline of one split of a data set.
 
     Training shuffles, augments and drops the last partial batch (static
     shapes for TPU); evaluation keeps order and every example. Neither
-    repeats: `fit` makes one pass per epoch.
+    repeats (`fit` makes one pass per epoch), except training with `start_step`.
 
     Args:
         name: One of `DATASETS`.
@@ -171,6 +172,12 @@ def build_dataset(
         drop_remainder: Whether to drop the last partial batch; default: in
             training only. Multi-replica evaluation needs it (a replica must not
             get an empty batch; TPUs need static shapes).
+        start_step: Training only. None: one pass, reshuffled on each iteration.
+            An int: an endless stream whose order and augmentation in pass p
+            are a function of `(seed, p)` alone, starting at batch `start_step`
+            (per-replica batches under `input_context`). `train.py` uses it so
+            that a resumed run sees exactly the batches an uninterrupted one
+            would, without reading the files it skips.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`.
@@ -196,6 +203,15 @@ def build_dataset(
         raise ValueError(f"Expected batch_size > 0. Received: {batch_size!r}")
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+    start = None
+    if start_step is not None:
+        if not training:
+            raise ValueError(
+                f"start_step applies to training data only. Received: {start_step!r}"
+            )
+        if not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"Expected start_step >= 0. Received: {start_step!r}")
+        start = start_step * batch_size
     if name in _TRANSLATED_VARIANTS:
         if augment != "none":
             raise ValueError(
@@ -203,7 +219,7 @@ def build_dataset(
                 f"is the augmentation. Received: {augment!r}"
             )
         dataset = _translated(
-            info, split, data_dir, size, training, seed, noise_std, input_context
+            info, split, data_dir, size, training, seed, noise_std, input_context, start
         )
     else:
         if noise_std:
@@ -221,6 +237,7 @@ def build_dataset(
             seed,
             input_context,
             SkippedFiles() if skipped is None else skipped,
+            start,
         )
     if drop_remainder is None:
         drop_remainder = training
@@ -228,7 +245,9 @@ def build_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _translated(info, split, data_dir, size, training, seed, noise_std, context):
+def _translated(
+    info, split, data_dir, size, training, seed, noise_std, context, start=None
+):
     """Unbatched translated (Fashion-)MNIST, resized to `size` if need be."""
     arrays = _load_idx(data_dir, _TRANSLATED_VARIANTS[info.name])
     images, labels = translated_mnist.select_split(arrays, split)
@@ -240,6 +259,7 @@ def _translated(info, split, data_dir, size, training, seed, noise_std, context)
         canvas_size=info.image_size,
         noise_std=noise_std,
         input_context=context,
+        start=start,
     )
     if size == info.image_size:
         return dataset
@@ -302,13 +322,22 @@ def _list_files(info, split, data_dir):
     return paths, labels
 
 
-def _image_files(info, split, data_dir, size, training, policy, seed, context, skipped):
+def _image_files(
+    info, split, data_dir, size, training, policy, seed, context, skipped, start=None
+):
     """Unbatched decoded, transformed images of a file-based split."""
     paths, labels = _list_files(info, split, data_dir)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, np.int32(labels)))
+    labels = np.int32(labels)
     if context is not None:
-        dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-    if training:
+        shard = slice(context.input_pipeline_id, None, context.num_input_pipelines)
+        paths, labels = list(paths)[shard], labels[shard]
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if training and start is not None:
+        paths_t, labels_t = tf.constant(paths), tf.constant(labels)
+        dataset = augment_lib.keyed_order(len(labels), seed, start).map(
+            lambda i, key: (tf.gather(paths_t, i), tf.gather(labels_t, i), key)
+        )
+    elif training:
         # The whole list: it is sorted by class, so a smaller buffer would fill
         # each batch from a few classes. Paths are small enough to hold.
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

@@ -36,6 +36,49 @@ def element_seeds(seed):
     return draws.batch(2)
 
 
+def keyed_order(num_examples, seed=None, start=0):
+    """An endless, resumable stream of `(index, key)` over passes through a data set.
+
+    Pass p visits each of the `num_examples` indices once, in the order of a
+    permutation keyed by `(seed, p)`; each element's key (an int64 seed of shape
+    [2] for the stateless augmentation ops) is a function of `(seed, p, index)`.
+    Element k of the stream is therefore the same whether the stream starts at 0
+    or at `start` <= k, which is what lets an interrupted run resume with exactly
+    the data an uninterrupted one would have seen: `start` skips whole passes for
+    free and, within a pass, only cheap index arithmetic (no file is read).
+
+    Args:
+        num_examples: int > 0, the size of the data set (or of this shard).
+        seed: Optional int; None draws one (the stream is then not reproducible).
+        start: int >= 0, the first element of the stream to yield.
+
+    Returns:
+        A `tf.data.Dataset` of `(index, key)`: int64 scalars and int64 [2] tensors.
+    """
+    if not isinstance(num_examples, int) or num_examples < 1:
+        raise ValueError(f"Expected num_examples > 0. Received: {num_examples!r}")
+    if not isinstance(start, int) or start < 0:
+        raise ValueError(f"Expected start >= 0. Received: {start!r}")
+    if seed is None:
+        seed = int(tf.random.uniform([], maxval=tf.int32.max, dtype=tf.int32))
+    size = tf.constant(num_examples, tf.int64)
+    seed = tf.constant(seed, tf.int64)
+    first_pass, offset = divmod(start, num_examples)
+
+    def one_pass(number):
+        def pick(position):
+            index = tf.random.experimental.index_shuffle(
+                position, tf.stack([seed, number]), size - 1
+            )
+            # Offset from the permutation's seed: the two should not share a stream.
+            return index, tf.stack([seed + 1, number * size + index])
+
+        return tf.data.Dataset.range(num_examples).map(pick)
+
+    passes = tf.data.Dataset.range(first_pass, tf.int64.max)
+    return passes.flat_map(one_pass).skip(offset)
+
+
 def _seed_or_draw(seed):
     """`seed`, or else a fresh stateful draw of one."""
     if seed is not None:

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines.augment import element_seeds
+from pipelines.augment import element_seeds, keyed_order
 
 VARIANTS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "validation", "test")
@@ -211,6 +211,7 @@ def translated_dataset(
     canvas_size=112,
     noise_std=0.0,
     input_context=None,
+    start=None,
 ):
     """Places each digit at a uniformly random position on a black canvas.
 
@@ -231,6 +232,11 @@ def translated_dataset(
             GT-MNIST).
         input_context: Optional `tf.distribute.InputContext`; each input
             pipeline keeps every `num_input_pipelines`-th example.
+        start: Training only. None: one pass, reshuffled on every iteration.
+            An int: an endless stream in which pass p's order, positions and
+            noise are a function of `(seed, p)`, beginning at its `start`-th
+            example (see `augment.keyed_order`); a resumed run passes the
+            number of examples it has already trained on.
 
     Returns:
         An unbatched `tf.data.Dataset` of `(image, label)`: float32
@@ -264,7 +270,12 @@ def translated_dataset(
         )
         images, labels, indices = images[shard], labels[shard], indices[shard]
     dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices))
-    if training:
+    if training and start is not None:
+        images_t, labels_t = tf.constant(images), tf.constant(labels)
+        dataset = keyed_order(len(images), seed, start).map(
+            lambda i, key: (tf.gather(images_t, i), tf.gather(labels_t, i), key)
+        )
+    elif training:
         # A full shuffle: the 28x28 uint8 digits are small enough to hold.
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, element_seeds(seed)).map(

@@ -86,6 +86,9 @@ def test_backup_and_restore_resumes_from_the_epoch(tmp_path):
     except KeyboardInterrupt:
         pass
     assert sorted(os.listdir(backup)) == ["latest.weights.h5", "training_metadata.json"]
+    # train.py starts its data stream from the epochs the backup records.
+    assert checkpoints.completed_epochs(backup) == 1
+    assert checkpoints.completed_epochs(str(tmp_path / "none")) == 0
     resumed = _model()
     resumed.compile("sgd", "mse")
     history = resumed.fit(

@@ -315,3 +315,78 @@ def test_training_augmentation_reproducible_from_the_seed(roots, name):
     np.testing.assert_array_equal(again[0], first)
     np.testing.assert_array_equal(again[1], second)
     assert not np.array_equal(two_passes(8)[0], first)
+
+
+def _take(dataset, count):
+    images, labels = [], []
+    for image, label in dataset.take(count):
+        images.append(image.numpy())
+        labels.append(label.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.mark.parametrize("name", ["imagenet", "translated_mnist"])
+def test_resumed_stream_continues_the_uninterrupted_one(roots, name):
+    """start_step=k yields exactly batches k, k+1, ... of the stream from 0."""
+
+    def stream(start_step, seed=3):
+        return build_dataset(
+            name,
+            "train",
+            roots[name],
+            4,
+            image_size=16,
+            training=True,
+            seed=seed,
+            start_step=start_step,
+        )
+
+    # 12 images a pass, so 7 batches of 4 span three passes.
+    images, labels = _take(stream(0), 7)
+    for start in (1, 3, 5):
+        resumed_images, resumed_labels = _take(stream(start), 7 - start)
+        np.testing.assert_array_equal(resumed_labels, labels[4 * start :])
+        np.testing.assert_array_equal(resumed_images, images[4 * start :])
+    size = 12 if name == "imagenet" else 33
+    first, second = labels[:size], labels[size : 2 * size]
+    if name == "imagenet":  # every pass visits each image once, in a new order
+        expected = [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+        assert sorted(first) == expected and sorted(second) == expected
+        assert first.tolist() != second.tolist()
+    assert not np.array_equal(images, _take(stream(0, seed=4), 7)[0])
+
+
+def test_translated_stream_passes_are_permutations(roots):
+    data = build_dataset(
+        "translated_mnist",
+        "train",
+        roots["translated_mnist"],
+        11,
+        training=True,
+        seed=0,
+        start_step=0,
+    )
+    _, labels = _take(data, 6)  # 33 a pass: two passes
+    reference = collect(
+        build_dataset("translated_mnist", "train", roots["translated_mnist"], 33)
+    )[1][0]
+    for one_pass in (labels[:33], labels[33:]):
+        assert sorted(one_pass.tolist()) == sorted(reference.tolist())
+    assert labels[:33].tolist() != labels[33:].tolist()
+
+
+def test_start_step_is_checked(roots):
+    with pytest.raises(ValueError, match="training data only"):
+        build_dataset(
+            "imagenet", "validation", roots["imagenet"], 4, image_size=8, start_step=0
+        )
+    with pytest.raises(ValueError, match="start_step >= 0"):
+        build_dataset(
+            "imagenet",
+            "train",
+            roots["imagenet"],
+            4,
+            image_size=8,
+            training=True,
+            start_step=-1,
+        )
