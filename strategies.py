@@ -11,6 +11,8 @@ import os
 
 import tensorflow as tf
 
+from mgnet_tf import multi_worker
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
@@ -68,6 +70,8 @@ def build_strategy(name, tpu=None, num_cpu_replicas=2):
             )
         return tf.distribute.MirroredStrategy(devices=_split_cpu(num_cpu_replicas))
     if name == "multi_worker":
+        # Keras 3.15's fit needs two fixes to run on several workers (see the module).
+        multi_worker.patch_keras_for_multi_worker()
         # Reads the cluster from TF_CONFIG; one worker is the chief.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()

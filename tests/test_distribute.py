@@ -12,6 +12,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mgnet_tf import MGNet
 
@@ -178,13 +179,11 @@ def _free_ports(count):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3 fit fails under MultiWorkerMirroredStrategy even for a plain Dense "
-    "model (keras-team/keras#20585, tensorflow/tensorflow#72388); strict, so this "
-    "reports when an upgrade fixes it",
-)
-def test_two_workers_on_localhost(tmp_path, idx_dir):
+def test_two_workers_on_localhost(tmp_path, make_idx):
+    # 96 training digits: the validation twelfth (8) gives each worker whole batches.
+    idx_dir = tmp_path / "idx"
+    idx_dir.mkdir()
+    make_idx(idx_dir, train=96)
     model_dir = tmp_path / "run"
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
@@ -230,3 +229,17 @@ def test_two_workers_on_localhost(tmp_path, idx_dir):
     assert (model_dir / "saved_model").exists()
     # Only the chief's files remain: the other worker's scratch directory is gone.
     assert not list((model_dir / "workers").glob("*"))
+
+
+def test_multi_worker_patch_leaves_other_strategies_alone():
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from mgnet_tf import multi_worker
+
+    assert multi_worker.patch_keras_for_multi_worker()
+    assert multi_worker.patch_keras_for_multi_worker()  # idempotent
+    wrapped = tf_trainer.reduce_per_replica
+    assert wrapped.__module__ == "mgnet_tf.multi_worker"
+    values = {"loss": tf.constant(2.5), "acc": tf.constant([0.5])}
+    reduced = wrapped(values, tf.distribute.get_strategy(), "auto")
+    assert float(reduced["loss"]) == 2.5 and reduced["acc"].numpy().tolist() == [0.5]
