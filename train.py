@@ -195,8 +195,11 @@ def prepare_model_dir(model_dir, config, overwrite):
     if resuming and saved is not None:
         # The hardware may change between attempts; the recipe may not.
         free = ("epochs", "strategy", "num_replicas")
+        # A setting the saved run does not record (a flag added since) cannot differ.
         changed = sorted(
-            k for k in config if saved.get(k) != config[k] and k not in free
+            k
+            for k in config
+            if k in saved and saved[k] != config[k] and k not in free
         )
         if changed:
             raise app.UsageError(

@@ -206,6 +206,23 @@ def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
         )
 
 
+def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
+    run_train, tmp_path, idx_dir
+):
+    """A config.json written before --deterministic existed still resumes."""
+    model_dir = tmp_path / "run"
+    args = ("--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir))
+    run_train(*args)
+    config = _config(model_dir)
+    del config["deterministic"]
+    checkpoints.write_json(config, str(model_dir / "config.json"))
+    (model_dir / "final.keras").unlink()
+    (model_dir / "backup").mkdir()  # as an interrupted run leaves it
+    run_train(*args)
+    assert (model_dir / "final.keras").exists()
+    assert _config(model_dir)["deterministic"] is False
+
+
 @pytest.mark.parametrize(
     "flag, message",
     [
