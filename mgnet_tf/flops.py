@@ -21,6 +21,7 @@ import math
 import tensorflow as tf
 
 _ELEMENTWISE_MULTIPLY = {"Mul", "RealDiv", "Div", "DivNoNan", "MulNoNan"}
+_FUSED_BATCH_NORM = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
 _CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
 
 
@@ -53,7 +54,8 @@ def _op_macs(op):
             f"FLOP counting of Einsum ({op.name}) is not implemented; express the "
             "product as a matmul."
         )
-    if op.type in _ELEMENTWISE_MULTIPLY:
+    if op.type in _ELEMENTWISE_MULTIPLY or op.type in _FUSED_BATCH_NORM:
+        # A fused batch norm is one multiply-add per output value, as unfused.
         return _numel(op.outputs[0])
     return 0
 

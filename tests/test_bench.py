@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--backbone=vanilla_cnn",
@@ -56,3 +58,20 @@ def test_train_throughput_script():
     assert report["throughput_ratio"] == (
         report["mgnet"]["images_per_s"] / report["ff"]["images_per_s"]
     )
+
+
+def test_op_profile_script():
+    report = _last_json("op_profile.py", *TINY, "--calls=2")
+    for which in ("ff", "mgnet"):
+        entry = report[which]
+        assert entry["ops_per_call"] > 10
+        assert sum(entry["by_type_ms"].values()) == pytest.approx(
+            entry["total_ms"]
+        )
+        assert sum(entry["by_part_ms"].values()) == pytest.approx(
+            entry["total_ms"]
+        )
+    # The parts are recognised: the backbone and the glimpse machinery all appear.
+    parts = report["mgnet"]["by_part_ms"]
+    assert {"backbone", "sampler", "fusion", "localization"} <= set(parts)
+    assert report["ff"]["ops_per_call"] < report["mgnet"]["ops_per_call"]

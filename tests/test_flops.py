@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import keras
 from mgnet_tf import MGNet, flops
-from mgnet_tf.layers import GlimpseSampler
+from mgnet_tf.layers import BatchNormalization, GlimpseSampler
 
 # The paper's figures (Tables 1-4), in MFLOPs (1 multiply-accumulate = 1 FLOP).
 # Each case: MGNet arguments, expected cost with 1..T glimpses.
@@ -149,6 +149,19 @@ def test_conv_and_dense_counts_are_exact():
     assert flops.count_macs(model, tf.TensorSpec((1, 10, 12, 3))) == expected
     # Batch 2 costs twice as much.
     assert flops.count_macs(model, tf.TensorSpec((2, 10, 12, 3))) == 2 * expected
+
+
+@pytest.mark.parametrize(
+    "batch_norm", [keras.layers.BatchNormalization, BatchNormalization]
+)
+def test_batch_norm_is_one_multiply_per_output_fused_or_not(batch_norm):
+    inputs = keras.Input((10, 12, 3))
+    x = keras.layers.Conv2D(8, 3, use_bias=False)(inputs)  # 8 x 10 x 8 outputs
+    model = keras.Model(inputs, batch_norm()(x))
+    conv = 8 * 10 * 8 * (3 * 3 * 3)
+    count = flops.count_macs(model, tf.TensorSpec((1, 10, 12, 3)))
+    # Keras' unfused form also multiplies the 8 statistics twice (scale, offset).
+    assert conv + 8 * 10 * 8 <= count <= conv + 8 * 10 * 8 + 2 * 8
 
 
 def test_vanilla_cnn_is_the_hand_computed_count():

@@ -14,6 +14,7 @@ pool with a kernel larger than 1 therefore pads explicitly with
 
 import keras
 
+from mgnet_tf.layers.batch_norm import BatchNormalization
 from mgnet_tf.backbones._validation import is_positive_int, validate_input_shape
 
 # PyTorch's BatchNorm2d defaults; Keras' momentum is 1 - PyTorch's momentum.
@@ -260,7 +261,8 @@ def _conv(x, filters, kernel_size, strides=1, groups=1, padding="valid", name=No
 
 
 def _batch_norm(x, name):
-    # gamma=1, beta=0 are Keras' defaults, as in torchvision.
-    return keras.layers.BatchNormalization(
+    # gamma=1, beta=0 are Keras' defaults, as in torchvision. Inference is one
+    # fused op that TensorFlow folds into the convolution before it.
+    return BatchNormalization(
         momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name
     )(x)
