@@ -1,0 +1,49 @@
+"""The translated Fashion-MNIST study script runs end to end (slow: about 4 minutes)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_study_script_quick_run(tmp_path, idx_dir):
+    output = tmp_path / "study"
+    command = [
+        sys.executable,
+        "experiments/translated_fashion_mnist.py",
+        "--quick",
+        f"--data_dir={idx_dir}",
+        f"--output_dir={output}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # --quick writes everything under <output_dir>-quick, nothing into the repository.
+    quick = tmp_path / "study-quick"
+    results = (quick / "results.md").read_text()
+    for heading in (
+        "Table 4 format: translated Fashion-MNIST (clean)",
+        "Gaussian-noise translated Fashion-MNIST",
+        "Dynamic early exit",
+        "Adversarial attacks",
+        "mean of 15 x 5",
+        "Glimpse pictures",
+    ):
+        assert heading in results
+    assert "python experiments/translated_fashion_mnist.py --quick" in results
+    shipped = sorted(os.listdir(quick / "checkpoints"))
+    assert shipped == [
+        f"translated_fashion_mnist_{name}.keras"
+        for name in ("ff", "ff_noise", "mgnet", "mgnet_noise")
+    ]
+    assert (quick / "images" / "early_exit.png").exists()
+    # The printed tables are the ones written to the file.
+    assert results.split("<!-- results:begin -->")[1].split("<!-- results:end -->")[0].strip() in result.stdout
+
+    # A second run keeps every finished stage.
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "18 stages done by an earlier invocation were kept" in again.stdout
