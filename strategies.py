@@ -89,6 +89,13 @@ def is_chief(strategy):
     )
 
 
+def num_workers(strategy):
+    """Hosts (worker and chief tasks) that each run an input pipeline; 1 on one host."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
+
+
 def output_dir(model_dir, strategy):
     """Where this process writes: model_dir for the chief, a scratch directory below
     it for every other worker (Keras has all workers save; only the chief's files are

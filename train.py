@@ -292,6 +292,7 @@ def main(argv):
     )
     # Several replicas: whole validation batches only, so that no replica gets an
     # empty one (fewer than one global batch of images is left out).
+    _check_validation_batches(config, strategy)
     # With a step count, fit keeps one validation iterator too: repeat the data so
     # that it never runs out.
     validation_data = distributed(
@@ -362,6 +363,26 @@ def main(argv):
     if not tf.io.gfile.exists(saved_model):  # a resumed run may have exported already
         export_saved_model(model, saved_model)
         logging.info("Exported %s for serving (docs/serving.md)", saved_model)
+
+
+def _check_validation_batches(config, strategy):
+    """With several replicas validation reads whole batches only; every worker must
+    get at least one, or the replicas' collectives fall out of step."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return
+    workers = strategies.num_workers(strategy)
+    size = pipelines.num_examples(
+        config["dataset"], "validation", config["data_dir"], config["classes_file"]
+    )
+    per_worker_batch = config["batch_size"] // workers
+    if size // workers < per_worker_batch:
+        raise app.UsageError(
+            f"The validation split has {size} images, fewer than {workers} worker(s) x "
+            f"a batch of {per_worker_batch} (--batch_size={config['batch_size']} over "
+            f"{replicas} replicas); every worker needs one whole validation batch. "
+            "Use a smaller --batch_size."
+        )
 
 
 def _report_skipped(skipped):

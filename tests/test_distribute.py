@@ -243,3 +243,41 @@ def test_multi_worker_patch_leaves_other_strategies_alone():
     values = {"loss": tf.constant(2.5), "acc": tf.constant([0.5])}
     reduced = wrapped(values, tf.distribute.get_strategy(), "auto")
     assert float(reduced["loss"]) == 2.5 and reduced["acc"].numpy().tolist() == [0.5]
+
+
+def _train_mirrored(idx_dir, model_dir, batch_size):
+    return subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--dataset=translated_mnist",
+            f"--data_dir={idx_dir}",
+            f"--model_dir={model_dir}",
+            "--epochs=1",
+            "--steps_per_epoch=2",
+            "--validation_steps=1",
+            f"--batch_size={batch_size}",
+            "--glimpses=2",
+            "--strategy=mirrored",
+            "--num_cpu_replicas=2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_train_py_mirrored_on_two_logical_cpus(tmp_path, idx_dir):
+    # The fixture's validation split has 3 images: a global batch of 2 fits.
+    result = _train_mirrored(idx_dir, tmp_path / "run", 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["strategy"], config["num_replicas"]) == ("mirrored", 2)
+    keras.saving.load_model(tmp_path / "run" / "final.keras")
+
+
+def test_too_few_validation_images_for_the_replicas_is_named(tmp_path, idx_dir):
+    result = _train_mirrored(idx_dir, tmp_path / "run", 8)
+    assert result.returncode != 0
+    assert "The validation split has 3 images" in result.stderr
+    assert "--batch_size=8" in result.stderr
