@@ -290,11 +290,11 @@ def main(argv):
         augment=config["augment"],
         start_step=initial_epoch * steps_per_epoch,
     )
-    # Several replicas: whole validation batches only, so that no replica gets an
-    # empty one (fewer than one global batch of images is left out).
     _check_validation_batches(config, strategy)
-    # With a step count, fit keeps one validation iterator too: repeat the data so
-    # that it never runs out.
+    # Several replicas: whole validation batches only, so that no replica gets an
+    # empty one (fewer than one global batch of images is left out). With a step
+    # count, fit keeps one validation iterator too: repeat the data so that it never
+    # runs out.
     validation_data = distributed(
         "validation",
         config["validation_steps"] is not None,

@@ -331,19 +331,19 @@ def _image_files(
     if context is not None:
         shard = slice(context.input_pipeline_id, None, context.num_input_pipelines)
         paths, labels = list(paths)[shard], labels[shard]
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     if training and start is not None:
-        paths_t, labels_t = tf.constant(paths), tf.constant(labels)
-        dataset = augment_lib.keyed_order(len(labels), seed, start).map(
-            lambda i, key: (tf.gather(paths_t, i), tf.gather(labels_t, i), key)
-        )
-    elif training:
-        # The whole list: it is sorted by class, so a smaller buffer would fill
-        # each batch from a few classes. Paths are small enough to hold.
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, augment_lib.element_seeds(seed)).map(
-            lambda example, element_seed: (*example, element_seed)
-        )
+        dataset = augment_lib.keyed_examples((paths, labels), seed, start)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if training:
+            # The whole list: it is sorted by class, so a smaller buffer would fill
+            # each batch from a few classes. Paths are small enough to hold.
+            dataset = dataset.shuffle(
+                len(paths), seed=seed, reshuffle_each_iteration=True
+            )
+            dataset = tf.data.Dataset.zip(
+                dataset, augment_lib.element_seeds(seed)
+            ).map(lambda example, element_seed: (*example, element_seed))
     dataset = dataset.map(
         lambda path, *rest: (path, tf.io.read_file(path), *rest),
         num_parallel_calls=tf.data.AUTOTUNE,

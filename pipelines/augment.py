@@ -79,6 +79,24 @@ def keyed_order(num_examples, seed=None, start=0):
     return passes.flat_map(one_pass).skip(offset)
 
 
+def keyed_examples(columns, seed=None, start=0):
+    """`keyed_order` over in-memory examples: an endless, resumable stream of
+    `(*columns[i], key)`.
+
+    Args:
+        columns: Sequence of arrays (or lists) with one row per example, e.g.
+            `(images, labels)` or `(paths, labels)`.
+        seed, start: as for `keyed_order`.
+
+    Returns:
+        A `tf.data.Dataset` of `(*column values, key)`.
+    """
+    tensors = [tf.constant(column) for column in columns]
+    return keyed_order(len(columns[0]), seed, start).map(
+        lambda i, key: (*[tf.gather(tensor, i) for tensor in tensors], key)
+    )
+
+
 def _seed_or_draw(seed):
     """`seed`, or else a fresh stateful draw of one."""
     if seed is not None:

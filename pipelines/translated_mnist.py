@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines.augment import element_seeds, keyed_order
+from pipelines.augment import element_seeds, keyed_examples
 
 VARIANTS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "validation", "test")
@@ -269,21 +269,18 @@ def translated_dataset(
             input_context.input_pipeline_id, None, input_context.num_input_pipelines
         )
         images, labels, indices = images[shard], labels[shard], indices[shard]
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices))
     if training and start is not None:
-        images_t, labels_t = tf.constant(images), tf.constant(labels)
-        dataset = keyed_order(len(images), seed, start).map(
-            lambda i, key: (tf.gather(images_t, i), tf.gather(labels_t, i), key)
-        )
+        dataset = keyed_examples((images, labels), seed, start)
     elif training:
         # A full shuffle: the 28x28 uint8 digits are small enough to hold.
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels))
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, element_seeds(seed)).map(
-            lambda example, key: (*example[:2], key)
+            lambda example, key: (*example, key)
         )
     else:
         eval_seed = tf.constant(0 if seed is None else seed, tf.int64)
-        dataset = dataset.map(
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels, indices)).map(
             lambda image, label, index: (image, label, tf.stack([eval_seed, index]))
         )
 

@@ -102,21 +102,30 @@ def _epochs(model_dir):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
-def _train_command(idx_dir, model_dir):
+def _train_py(idx_dir, model_dir, *flags):
+    """The command line of a short train.py run on the IDX fixture, plus `flags`."""
     return [
         sys.executable,
         "train.py",
         "--dataset=translated_mnist",
         f"--data_dir={idx_dir}",
         f"--model_dir={model_dir}",
+        "--validation_steps=1",
+        "--glimpses=2",
+        *flags,
+    ]
+
+
+def _train_command(idx_dir, model_dir):
+    return _train_py(
+        idx_dir,
+        model_dir,
         "--epochs=3",
         "--steps_per_epoch=40",
-        "--validation_steps=1",
         "--batch_size=4",
-        "--glimpses=2",
         "--strategy=default",
         "--deterministic",
-    ]
+    )
 
 
 def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, idx_dir):
@@ -199,19 +208,14 @@ def test_two_workers_on_localhost(tmp_path, make_idx):
         )
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "train.py",
-                    "--dataset=translated_mnist",
-                    f"--data_dir={idx_dir}",
-                    f"--model_dir={model_dir}",
+                _train_py(
+                    idx_dir,
+                    model_dir,
                     "--epochs=2",
                     "--steps_per_epoch=2",
-                    "--validation_steps=1",
                     "--batch_size=4",
-                    "--glimpses=2",
                     "--strategy=multi_worker",
-                ],
+                ),
                 cwd=REPO,
                 env=environment,
                 stdout=subprocess.PIPE,
@@ -247,20 +251,15 @@ def test_multi_worker_patch_leaves_other_strategies_alone():
 
 def _train_mirrored(idx_dir, model_dir, batch_size):
     return subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--dataset=translated_mnist",
-            f"--data_dir={idx_dir}",
-            f"--model_dir={model_dir}",
+        _train_py(
+            idx_dir,
+            model_dir,
             "--epochs=1",
             "--steps_per_epoch=2",
-            "--validation_steps=1",
             f"--batch_size={batch_size}",
-            "--glimpses=2",
             "--strategy=mirrored",
             "--num_cpu_replicas=2",
-        ],
+        ),
         cwd=REPO,
         capture_output=True,
         text=True,

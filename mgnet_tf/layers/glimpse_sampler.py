@@ -89,9 +89,9 @@ def sample_glimpses(images, glimpse_params, output_size):
     # transposed to (B, W, h, C) and columns are gathered as whole (h, C) slices; the
     # blend runs in that layout and one transpose restores (B, h, w, C). Same values
     # and the same arithmetic as gathering in place.
-    rows_low = tf.transpose(tf.gather(images, y_low, axis=1, batch_dims=1), [0, 2, 1, 3])
-    rows_high = tf.transpose(
-        tf.gather(images, y_high, axis=1, batch_dims=1), [0, 2, 1, 3]
+    rows_low, rows_high = (
+        tf.transpose(tf.gather(images, rows, axis=1, batch_dims=1), [0, 2, 1, 3])
+        for rows in (y_low, y_high)
     )
     corners = []
     for rows, wy in ((rows_low, wy_low), (rows_high, wy_high)):
