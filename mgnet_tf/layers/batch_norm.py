@@ -9,10 +9,10 @@ TensorFlow's graph optimizer folds into the preceding convolution inside a
 `tf.function` (oneDNN's fused convolution on CPUs, cuDNN's on GPUs). Training, other
 ranks and axes, masks and synchronized statistics use Keras' own code unchanged, and
 the layer holds the same weights under the same names, so checkpoints load either way.
+On the other Keras backends the layer is Keras' own.
 """
 
 import keras
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")
@@ -21,19 +21,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def _fusable(self, inputs, training, mask):
         return (
-            not training
+            keras.backend.backend() == "tensorflow"
+            and not training
             and mask is None
             and not self.synchronized
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
             and self.center
             and self.scale
-            and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16)
+            and keras.backend.standardize_dtype(inputs.dtype)
+            in ("float32", "float16", "bfloat16")
         )
 
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # noqa: PLC0415 (the TensorFlow backend only)
+
         stats = [
             tf.cast(tf.convert_to_tensor(v), tf.float32)
             for v in (self.gamma, self.beta, self.moving_mean, self.moving_variance)

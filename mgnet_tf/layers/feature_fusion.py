@@ -3,7 +3,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 
@@ -20,6 +19,9 @@ class FeatureFusion(keras.layers.Layer):
     Args:
         num_heads: int, attention heads; d must be divisible by it. The paper uses 1.
         dropout: float in [0, 1), dropout on the attention weights during training.
+        use_bias: bool, zero-initialized biases on the four projections, as
+            PyTorch's `nn.MultiheadAttention` (the official code) has; eq. 3 has none.
+        kernel_initializer: initializer of the four d x d projections.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call args:
@@ -38,7 +40,14 @@ class FeatureFusion(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_heads=1, dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        num_heads=1,
+        dropout=0.0,
+        use_bias=False,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_heads, int) or num_heads < 1:
             raise ValueError(
@@ -50,6 +59,8 @@ class FeatureFusion(keras.layers.Layer):
             )
         self.num_heads = num_heads
         self.dropout = dropout
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.attention_dropout = keras.layers.Dropout(dropout)
         self.layer_norm = keras.layers.LayerNormalization(epsilon=1e-5)
 
@@ -68,9 +79,17 @@ class FeatureFusion(keras.layers.Layer):
                 self.add_weight(
                     name=f"{name}_kernel",
                     shape=(dim, dim),
-                    initializer="glorot_uniform",
+                    initializer=self.kernel_initializer,
                 ),
             )
+            if self.use_bias:
+                setattr(
+                    self,
+                    f"{name}_bias",
+                    self.add_weight(
+                        name=f"{name}_bias", shape=(dim,), initializer="zeros"
+                    ),
+                )
         self.layer_norm.build(tokens_shape)
 
     def _split_heads(self, x):
@@ -78,19 +97,25 @@ class FeatureFusion(keras.layers.Layer):
         x = ops.reshape(x, (batch, steps, self.num_heads, self.head_dim))
         return ops.transpose(x, (0, 2, 1, 3))
 
+    def _project(self, x, name):
+        y = ops.matmul(x, getattr(self, f"{name}_kernel"))
+        return y + getattr(self, f"{name}_bias") if self.use_bias else y
+
     def call(self, tokens, training=None):
-        query = self._split_heads(ops.matmul(tokens, self.query_kernel))
-        key = self._split_heads(ops.matmul(tokens, self.key_kernel))
-        value = self._split_heads(ops.matmul(tokens, self.value_kernel))
+        query = self._split_heads(self._project(tokens, "query"))
+        key = self._split_heads(self._project(tokens, "key"))
+        value = self._split_heads(self._project(tokens, "value"))
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
-        # Softmax in float32 under mixed precision; tf.nn.softmax because keras.ops
-        # warns on the one-token softmax of the first glimpse.
-        scores = tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
-        weights = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
+        # Softmax in float32 under mixed precision, written out because
+        # keras.ops.softmax warns on the one-token softmax of the first glimpse.
+        scores = ops.cast(scores, "float32") / math.sqrt(self.head_dim)
+        scores = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+        weights = scores / ops.sum(scores, axis=-1, keepdims=True)
+        weights = ops.cast(weights, value.dtype)
         weights = self.attention_dropout(weights, training=training)
         attended = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
         attended = ops.reshape(attended, ops.shape(tokens))
-        fused = self.layer_norm(ops.matmul(attended, self.output_kernel))
+        fused = self.layer_norm(self._project(attended, "output"))
         return ops.relu(fused[:, -1])
 
     def compute_output_shape(self, tokens_shape):
@@ -98,5 +123,14 @@ class FeatureFusion(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_heads": self.num_heads, "dropout": self.dropout})
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+            }
+        )
         return config

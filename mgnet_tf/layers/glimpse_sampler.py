@@ -1,7 +1,7 @@
 """Differentiable glimpse sampler: scale + translation affine crop with bilinear interpolation."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def _base_grid(size):
@@ -10,8 +10,8 @@ def _base_grid(size):
     PyTorch places a single sample at 0 (the centre), not at -1.
     """
     if size == 1:
-        return tf.zeros([1], tf.float32)
-    return tf.linspace(-1.0, 1.0, size)
+        return ops.zeros([1], "float32")
+    return ops.linspace(-1.0, 1.0, size, dtype="float32")
 
 
 def _axis_taps(centers, input_size):
@@ -30,24 +30,38 @@ def _axis_taps(centers, input_size):
         clipped into range, and the weight of an out-of-range tap is 0.
     """
     position = (centers + 1.0) * 0.5 * float(input_size - 1)
-    low = tf.floor(position)
+    low = ops.floor(position)
     high_weight = position - low
     low_weight = 1.0 - high_weight
-    low_index = tf.cast(low, tf.int32)
+    low_index = ops.cast(low, "int32")
     high_index = low_index + 1
 
     def in_range(index):
-        return tf.cast((index >= 0) & (index < input_size), tf.float32)
+        return ops.cast(
+            ops.logical_and(index >= 0, index < input_size), "float32"
+        )
 
     low_weight *= in_range(low_index)
     high_weight *= in_range(high_index)
     last = input_size - 1
     return (
-        tf.clip_by_value(low_index, 0, last),
-        tf.clip_by_value(high_index, 0, last),
+        ops.clip(low_index, 0, last),
+        ops.clip(high_index, 0, last),
         low_weight,
         high_weight,
     )
+
+
+def _gather_slices(x, index):
+    """`out[b, i] = x[b, index[b, i]]` for x (B, N, ...) and index (B, n).
+
+    One gather on the flattened leading axes: a plain axis-0 gather is fast and
+    XLA-compatible on every Keras backend, and its gradient is a scatter-add.
+    """
+    batch, length = ops.shape(x)[0], x.shape[1]
+    flat = ops.reshape(x, (-1, *x.shape[2:]))
+    offsets = ops.arange(batch, dtype="int32")[:, None] * length
+    return ops.take(flat, index + offsets, axis=0)
 
 
 def sample_glimpses(images, glimpse_params, output_size):
@@ -70,7 +84,7 @@ def sample_glimpses(images, glimpse_params, output_size):
         )
     # Coordinates stay in float32 under mixed precision: a bfloat16 pixel position is
     # off by whole pixels at 224 px.
-    glimpse_params = tf.cast(glimpse_params, tf.float32)
+    glimpse_params = ops.cast(glimpse_params, "float32")
     scale = glimpse_params[:, 0:1]
     x_center = glimpse_params[:, 1:2]
     y_center = glimpse_params[:, 2:3]
@@ -90,16 +104,17 @@ def sample_glimpses(images, glimpse_params, output_size):
     # blend runs in that layout and one transpose restores (B, h, w, C). Same values
     # and the same arithmetic as gathering in place.
     rows_low, rows_high = (
-        tf.transpose(tf.gather(images, rows, axis=1, batch_dims=1), [0, 2, 1, 3])
+        ops.transpose(_gather_slices(images, rows), (0, 2, 1, 3))
         for rows in (y_low, y_high)
     )
-    corners = []
+    total = None
     for rows, wy in ((rows_low, wy_low), (rows_high, wy_high)):
         for columns, wx in ((x_low, wx_low), (x_high, wx_high)):
-            corner = tf.gather(rows, columns, axis=1, batch_dims=1)  # (B, w, h, C)
+            corner = _gather_slices(rows, columns)  # (B, w, h, C)
             weight = wx[:, :, None, None] * wy[:, None, :, None]  # (B, w, h, 1)
-            corners.append(corner * tf.cast(weight, images.dtype))
-    return tf.transpose(tf.add_n(corners), [0, 2, 1, 3])
+            term = corner * ops.cast(weight, images.dtype)
+            total = term if total is None else total + term
+    return ops.transpose(total, (0, 2, 1, 3))
 
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")

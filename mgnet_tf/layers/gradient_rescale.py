@@ -1,7 +1,7 @@
 """Gradient re-scaling (eq. 5): identity forward, gradient multiplied by a factor."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")
@@ -19,7 +19,7 @@ class GradientRescale(keras.layers.Layer):
 
     ```python
     layer = mgnet_tf.layers.GradientRescale(factor=0.02)
-    x = tf.Variable([1.0, 2.0])
+    x = tf.Variable([1.0, 2.0])  # on the TensorFlow backend
     with tf.GradientTape() as tape:
         y = tf.reduce_sum(layer(x))
     tape.gradient(y, x)  # [0.02, 0.02]
@@ -35,12 +35,16 @@ class GradientRescale(keras.layers.Layer):
     def call(self, inputs):
         factor = self.factor
 
-        @tf.custom_gradient
+        # keras.ops.custom_gradient is tf.custom_gradient on TensorFlow and
+        # jax.custom_gradient on JAX; the backward takes the upstream gradient only.
+        @ops.custom_gradient
         def rescale(x):
-            def grad(upstream):
-                return upstream * tf.cast(factor, upstream.dtype)
+            def grad(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                return upstream * ops.cast(factor, upstream.dtype)
 
-            return tf.identity(x), grad
+            return ops.copy(x), grad
 
         return rescale(inputs)
 

@@ -20,6 +20,7 @@ class LocalizationHead(keras.layers.Layer):
         scale_min: float in (0, 1], smallest glimpse side as a fraction of the image
             (the paper's a_min = 0.2).
         scale_max: float in [scale_min, 1], largest one (a_max = 0.5).
+        kernel_initializer: initializer of the Dense(3) kernel (its bias starts at 0).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -30,7 +31,14 @@ class LocalizationHead(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, grad_scale=0.02, scale_min=0.2, scale_max=0.5, **kwargs):
+    def __init__(
+        self,
+        grad_scale=0.02,
+        scale_min=0.2,
+        scale_max=0.5,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 < scale_min <= scale_max <= 1.0:
             raise ValueError(
@@ -40,7 +48,10 @@ class LocalizationHead(keras.layers.Layer):
         self.grad_scale = grad_scale
         self.scale_min = scale_min
         self.scale_max = scale_max
-        self.dense = keras.layers.Dense(3, name="dense")
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.dense = keras.layers.Dense(
+            3, kernel_initializer=self.kernel_initializer, name="dense"
+        )
         self.rescale = GradientRescale(grad_scale, name="gradient_rescale")
 
     def build(self, features_shape):
@@ -62,6 +73,9 @@ class LocalizationHead(keras.layers.Layer):
                 "grad_scale": self.grad_scale,
                 "scale_min": self.scale_min,
                 "scale_max": self.scale_max,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
             }
         )
         return config
