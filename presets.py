@@ -12,6 +12,14 @@ COMMON = {
     "scale_min": 0.2,  # (paper) a_min
     "scale_max": 0.5,  # (paper) a_max
     "size_penalty": 0.0,  # (paper) only used on translated MNIST
+    "size_penalty_mode": "all",  # (paper) ||a^s - a_min|| of the learned glimpses
+    "size_penalty_threshold": 0.4,  # (official code) for size_penalty_mode=confident_last
+    "glimpse_loss_from": 1,  # (paper) eq. 8 sums over every glimpse
+    "initializer": "keras",  # Keras' defaults
+    "attention_bias": False,  # (paper) eq. 3 has none
+    "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
+    "std": None,
+    "weight_decay_mode": "decoupled",  # Keras' SGD
     "small_input": False,
     "schedule": "one_cycle",  # (paper) one-cycle for every model
     "momentum": 0.9,  # SGD momentum, the usual ImageNet value

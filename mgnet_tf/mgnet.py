@@ -3,7 +3,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from mgnet_tf import backbones
@@ -12,6 +11,8 @@ from mgnet_tf.layers import FeatureFusion, GlimpseSampler, LocalizationHead
 # ImageNet statistics, the convention of torchvision and the paper's code.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SIZE_PENALTY_MODES = ("all", "confident_last")
+INITIALIZERS = ("keras", "torch")
 
 
 def glimpse_size(image_size, downsample):
@@ -52,8 +53,28 @@ class MGNet(keras.Model):
             (eq. 5).
         scale_min: float, smallest glimpse side as a fraction of the image (a_min).
         scale_max: float, largest glimpse side as a fraction of the image (a_max).
-        size_penalty: float >= 0, weight of the squared penalty on (s - scale_min) of
-            the learned glimpses (Appendix B, translated MNIST); 0 turns it off.
+        size_penalty: float >= 0, weight of the squared penalty on (s - scale_min)
+            (Appendix B, translated MNIST); 0 turns it off.
+        size_penalty_mode: which glimpses and examples the size penalty covers.
+            "all": every learned glimpse (2..T) of every example, the paper's
+            ||a^s - a_min||. "confident_last": the official code's form: the last
+            glimpse only, and only the examples whose cross-entropy after the last
+            glimpse is below `size_penalty_threshold` (the batch mean over all
+            examples, so it is scaled by their fraction).
+        size_penalty_threshold: float, the cross-entropy bound of
+            "confident_last" (the official code's 0.4).
+        glimpse_loss_from: 1 or 2, the first glimpse whose glimpse-classifier loss
+            counts. 1 is eq. 8 as the paper writes it (all T glimpses, the first one
+            being the whole image, downsampled). 2 is the official code: glimpses
+            2..T, the mean over T - 1. With one glimpse and 2, there is no glimpse
+            loss and the global classifier's loss has weight 1 (the official code
+            sets alpha = 0 for FF-Net).
+        initializer: "keras" (Glorot-uniform kernels, zero biases: Keras' defaults)
+            or "torch" (the official code: Kaiming-normal, fan-in, for the two
+            classifiers, the localization layer and the attention projections;
+            PyTorch's default Kaiming-uniform for the vanilla CNN's convolutions).
+        attention_bias: bool, biases on the four attention projections (zero at
+            start), as PyTorch's `nn.MultiheadAttention` has; eq. 3 has none.
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -94,6 +115,11 @@ class MGNet(keras.Model):
         num_heads=1,
         mean=None,
         std=None,
+        size_penalty_mode="all",
+        size_penalty_threshold=0.4,
+        glimpse_loss_from=1,
+        initializer="keras",
+        attention_bias=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -115,6 +141,21 @@ class MGNet(keras.Model):
         if size_penalty < 0:
             raise ValueError(
                 f"`size_penalty` must be >= 0. Received: size_penalty={size_penalty!r}"
+            )
+        if size_penalty_mode not in SIZE_PENALTY_MODES:
+            raise ValueError(
+                f"`size_penalty_mode` must be one of {SIZE_PENALTY_MODES}. "
+                f"Received: size_penalty_mode={size_penalty_mode!r}"
+            )
+        if glimpse_loss_from not in (1, 2):
+            raise ValueError(
+                "`glimpse_loss_from` must be 1 (eq. 8: every glimpse) or 2 (the "
+                f"official code). Received: glimpse_loss_from={glimpse_loss_from!r}"
+            )
+        if initializer not in INITIALIZERS:
+            raise ValueError(
+                f"`initializer` must be one of {INITIALIZERS}. "
+                f"Received: initializer={initializer!r}"
             )
         default_mean, default_std = (
             (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels,) * 2
@@ -142,13 +183,20 @@ class MGNet(keras.Model):
         self.num_heads = num_heads
         self.mean = mean
         self.std = std
+        self.size_penalty_mode = size_penalty_mode
+        self.size_penalty_threshold = float(size_penalty_threshold)
+        self.glimpse_loss_from = int(glimpse_loss_from)
+        self.initializer = initializer
+        self.attention_bias = bool(attention_bias)
         self.glimpse_size = glimpse_size(image_size, downsample)
 
         # === Layers ===
         glimpse_shape = (self.glimpse_size, self.glimpse_size, channels)
         if isinstance(backbone, str):
             self.backbone_name = backbone
-            self.backbone = backbones.get_backbone(backbone, glimpse_shape, small_input)
+            self.backbone = backbones.get_backbone(
+                backbone, glimpse_shape, small_input, initializer=initializer
+            )
         elif isinstance(backbone, keras.Model):
             self.backbone_name = None
             self.backbone = backbone
@@ -165,14 +213,29 @@ class MGNet(keras.Model):
             )
         self.feature_dim = feature_shape[-1]
         self.sampler = GlimpseSampler(self.glimpse_size, name="glimpse_sampler")
+        kernel = head_initializer(initializer)
         self.glimpse_classifier = keras.layers.Dense(
-            num_classes, name="glimpse_classifier"
+            num_classes, kernel_initializer=kernel, name="glimpse_classifier"
         )
-        self.fusion = FeatureFusion(num_heads, dropout, name="feature_fusion")
-        self.classifier = keras.layers.Dense(num_classes, name="global_classifier")
+        self.fusion = FeatureFusion(
+            num_heads,
+            dropout,
+            use_bias=attention_bias,
+            kernel_initializer=kernel,
+            name="feature_fusion",
+        )
+        self.classifier = keras.layers.Dense(
+            num_classes, kernel_initializer=kernel, name="global_classifier"
+        )
         # With one glimpse there is nothing to locate (FF-Net): no unused weights.
         self.localization = (
-            LocalizationHead(grad_scale, scale_min, scale_max, name="localization")
+            LocalizationHead(
+                grad_scale,
+                scale_min,
+                scale_max,
+                kernel_initializer=kernel,
+                name="localization",
+            )
             if num_glimpses > 1
             else None
         )
@@ -254,7 +317,8 @@ class MGNet(keras.Model):
     ):
         """Joint loss of eqs. 6-8, plus the optional glimpse-size penalty.
 
-        L = alpha * mean_t CE(glimpse_logits_t) + (1 - alpha) * mean_t CE(logits_t).
+        L = alpha * mean_{t >= glimpse_loss_from} CE(glimpse_logits_t)
+            + (1 - alpha) * mean_t CE(logits_t).
         `y` holds integer class labels (B,).
         """
         if self._compile_loss is not None:
@@ -263,23 +327,28 @@ class MGNet(keras.Model):
                 "`compile()` without `loss`. Received a compiled loss."
             )
         labels = ops.cast(ops.reshape(y, (-1, 1)), "int32")
-        steps = ops.shape(y_pred["logits"])[1]
-        labels = ops.broadcast_to(labels, (ops.shape(labels)[0], steps))
+        steps = y_pred["logits"].shape[1]
 
-        def mean_cross_entropy(logits):
-            per_step = keras.losses.sparse_categorical_crossentropy(
-                labels, ops.cast(logits, "float32"), from_logits=True
+        def cross_entropy(logits):  # (B, t, classes) -> (B, t)
+            return keras.losses.sparse_categorical_crossentropy(
+                ops.broadcast_to(labels, (ops.shape(labels)[0], logits.shape[1])),
+                ops.cast(logits, "float32"),
+                from_logits=True,
             )
-            return ops.mean(per_step, axis=1)
 
-        per_example = self.alpha * mean_cross_entropy(y_pred["glimpse_logits"]) + (
-            1.0 - self.alpha
-        ) * mean_cross_entropy(y_pred["logits"])
-        if self.size_penalty > 0 and self.num_glimpses > 1:
-            # Only learned glimpses; the first is the fixed identity.
-            scales = y_pred["glimpse_params"][:, 1:, 0]
-            per_example += self.size_penalty * ops.mean(
-                ops.square(scales - self.scale_min), axis=1
+        global_ce = cross_entropy(y_pred["logits"])
+        first = self.glimpse_loss_from - 1
+        if steps > first:
+            glimpse_ce = cross_entropy(y_pred["glimpse_logits"][:, first:])
+            per_example = self.alpha * ops.mean(glimpse_ce, axis=1) + (
+                1.0 - self.alpha
+            ) * ops.mean(global_ce, axis=1)
+        else:
+            # No glimpse the glimpse loss covers (FF-Net with the official form).
+            per_example = ops.mean(global_ce, axis=1)
+        if self.size_penalty > 0 and steps > 1:
+            per_example += self.size_penalty * self._size_penalty(
+                y_pred["glimpse_params"][:, :, 0], global_ce[:, -1]
             )
         if sample_weight is not None:
             weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
@@ -289,7 +358,19 @@ class MGNet(keras.Model):
         for extra in self.losses:
             loss += ops.cast(ops.sum(extra), "float32")
         # Keras sums gradients over replicas; scale so the sum is the global mean.
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / _replicas_in_sync()
+
+    def _size_penalty(self, scales, last_cross_entropy):
+        """Per-example size penalty of `size_penalty_mode`, from the glimpse sides
+        `scales` (B, t) and the cross-entropy after the last glimpse (B,)."""
+        if self.size_penalty_mode == "all":
+            # Only learned glimpses; the first is the fixed identity.
+            return ops.mean(ops.square(scales[:, 1:] - self.scale_min), axis=1)
+        confident = ops.cast(
+            ops.stop_gradient(last_cross_entropy) < self.size_penalty_threshold,
+            "float32",
+        )
+        return confident * ops.square(scales[:, -1] - self.scale_min)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logits = y_pred["logits"]
@@ -321,6 +402,11 @@ class MGNet(keras.Model):
                 "num_heads": self.num_heads,
                 "mean": list(self.mean),
                 "std": list(self.std),
+                "size_penalty_mode": self.size_penalty_mode,
+                "size_penalty_threshold": self.size_penalty_threshold,
+                "glimpse_loss_from": self.glimpse_loss_from,
+                "initializer": self.initializer,
+                "attention_bias": self.attention_bias,
             }
         )
         return config
@@ -333,6 +419,26 @@ class MGNet(keras.Model):
                 config["backbone"]
             )
         return cls(**config)
+
+
+def head_initializer(name):
+    """Kernel initializer of the classifiers, the localization layer and the
+    attention projections for `MGNet(initializer=name)`."""
+    if name == "torch":
+        # torch.nn.init.kaiming_normal_: N(0, 2 / fan_in), not truncated.
+        return keras.initializers.VarianceScaling(
+            2.0, mode="fan_in", distribution="untruncated_normal"
+        )
+    return "glorot_uniform"
+
+
+def _replicas_in_sync():
+    """Replicas whose gradients Keras sums (tf.distribute); 1 on other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _check_positive_int(name, value):

@@ -36,7 +36,7 @@ def available_backbones():
     return sorted({**_RESNET_BUILDERS, **_OTHER_BUILDERS})
 
 
-def get_backbone(name, input_shape, small_input=False):
+def get_backbone(name, input_shape, small_input=False, initializer="keras"):
     """Builds a backbone by name.
 
     Args:
@@ -49,6 +49,8 @@ def get_backbone(name, input_shape, small_input=False):
         small_input: If True, drop the stem max-pool of a ResNet-family
             backbone (for small images, e.g. 64-pixel glimpses). Only
             ResNet-family names accept it.
+        initializer: "keras" or "torch": the vanilla CNN's initialization
+            (`vanilla_cnn`); the other backbones keep their own.
 
     Returns:
         A functional `keras.Model` named after the backbone, mapping
@@ -81,4 +83,6 @@ def get_backbone(name, input_shape, small_input=False):
         )
     if name in _RESNET_BUILDERS:
         return _RESNET_BUILDERS[name](input_shape, small_input=small_input)
+    if name == "vanilla_cnn":
+        return vanilla_cnn(input_shape, initializer=initializer)
     return _OTHER_BUILDERS[name](input_shape)

@@ -13,7 +13,17 @@ _CONV_SPECS = (
 )
 
 
-def vanilla_cnn(input_shape, name="vanilla_cnn"):
+def torch_conv_initializers(kernel_size, in_channels):
+    """PyTorch's default `nn.Conv2d` initialization (the official code's vanilla CNN):
+    kernel and bias uniform in +-1 / sqrt(fan_in) (kaiming_uniform_ with a = sqrt(5))."""
+    bound = 1.0 / (kernel_size * kernel_size * in_channels) ** 0.5
+    return (
+        keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        keras.initializers.RandomUniform(-bound, bound),
+    )
+
+
+def vanilla_cnn(input_shape, name="vanilla_cnn", initializer="keras"):
     """Builds the Appendix-B CNN: four ReLU convolutions and global pooling.
 
     Convolutions have 16, 32, 64 and 128 filters with kernel sizes 5, 5, 3
@@ -23,6 +33,8 @@ def vanilla_cnn(input_shape, name="vanilla_cnn"):
     Args:
         input_shape: `(height, width, channels)` of the (normalized) images.
         name: Name of the returned model.
+        initializer: "keras" (Glorot-uniform kernels, zero biases) or "torch"
+            (PyTorch's default convolution initialization, as the official code).
 
     Returns:
         A functional `keras.Model` mapping `(batch, height, width, channels)`
@@ -30,13 +42,24 @@ def vanilla_cnn(input_shape, name="vanilla_cnn"):
     """
     input_shape = validate_input_shape(input_shape)
     inputs = keras.Input(shape=input_shape, name="images")
+    if initializer not in ("keras", "torch"):
+        raise ValueError(
+            f"Expected initializer 'keras' or 'torch'. Received: {initializer!r}"
+        )
     x = inputs
     for index, (filters, kernel_size, padding, pool) in enumerate(_CONV_SPECS, 1):
+        kernel, bias = (
+            torch_conv_initializers(kernel_size, x.shape[-1])
+            if initializer == "torch"
+            else ("glorot_uniform", "zeros")
+        )
         x = keras.layers.Conv2D(
             filters,
             kernel_size,
             padding=padding,
             activation="relu",
+            kernel_initializer=kernel,
+            bias_initializer=bias,
             name=f"conv{index}",
         )(x)
         if pool:

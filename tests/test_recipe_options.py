@@ -1,0 +1,254 @@
+"""The training-recipe options that reproduce the official code where it differs from
+our first reading of the paper (glimpse loss from glimpse 2, the official size
+penalty, PyTorch's coupled weight decay and initialization, attention biases)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from mgnet_tf import MGNet
+from mgnet_tf.layers import FeatureFusion
+from mgnet_tf.optimizers import CoupledSGD, sgd
+
+
+def _tiny(num_glimpses=3, **kwargs):
+    return MGNet(
+        **{
+            "backbone": "vanilla_cnn",
+            "num_classes": 5,
+            "image_size": 32,
+            "num_glimpses": num_glimpses,
+            "downsample": 2,
+            "channels": 1,
+            **kwargs,
+        }
+    )
+
+
+def _ce(logits, labels):
+    """Per-example, per-step cross-entropy in float64 NumPy: (B, t)."""
+    logits = np.asarray(logits, np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -np.take_along_axis(logp, labels[:, None, None], axis=-1)[..., 0]
+
+
+def _batch(batch=4, classes=5, steps=3, seed=0):
+    """A hand-made y_pred: random logits and glimpse parameters."""
+    rng = np.random.default_rng(seed)
+    scales = rng.uniform(0.2, 0.5, (batch, steps))
+    scales[:, 0] = 1.0
+    params = np.stack([scales, np.zeros_like(scales), np.zeros_like(scales)], -1)
+    y_pred = {
+        "logits": rng.normal(0, 2, (batch, steps, classes)).astype("float32"),
+        "glimpse_logits": rng.normal(0, 2, (batch, steps, classes)).astype("float32"),
+        "glimpse_params": params.astype("float32"),
+    }
+    return y_pred, np.arange(batch) % classes
+
+
+def test_glimpse_loss_from_2_is_the_mean_over_glimpses_2_to_T():
+    y_pred, labels = _batch()
+    model = _tiny(3, alpha=0.6, glimpse_loss_from=2)
+    expected = (
+        0.6 * _ce(y_pred["glimpse_logits"][:, 1:], labels).mean(axis=1)
+        + 0.4 * _ce(y_pred["logits"], labels).mean(axis=1)
+    ).mean()
+    loss = model.compute_loss(None, labels, {k: tf.constant(v) for k, v in y_pred.items()})
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("first, zero_steps", [(1, []), (2, [0])])
+def test_the_first_glimpse_logits_carry_no_loss_from_glimpse_2(first, zero_steps):
+    y_pred, labels = _batch()
+    model = _tiny(3, glimpse_loss_from=first)
+    glimpse_logits = tf.Variable(y_pred["glimpse_logits"])
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(
+            None,
+            labels,
+            {**{k: tf.constant(v) for k, v in y_pred.items()}, "glimpse_logits": glimpse_logits},
+        )
+    gradient = tape.gradient(loss, glimpse_logits).numpy()
+    norms = np.abs(gradient).sum(axis=(0, 2))
+    for step in range(3):
+        assert (norms[step] == 0) == (step in zero_steps), norms
+
+
+def test_ff_net_with_the_official_form_has_only_the_global_loss():
+    # The official code sets alpha = 0 when T = 1: the loss is the plain CE.
+    y_pred, labels = _batch(steps=1)
+    model = _tiny(1, downsample=1, alpha=0.6, glimpse_loss_from=2)
+    loss = model.compute_loss(None, labels, {k: tf.constant(v) for k, v in y_pred.items()})
+    np.testing.assert_allclose(
+        float(loss), _ce(y_pred["logits"], labels).mean(), rtol=1e-5
+    )
+    # Eq. 8 as written keeps the glimpse classifier on the whole image.
+    paper = _tiny(1, downsample=1, alpha=0.6, glimpse_loss_from=1)
+    loss = paper.compute_loss(None, labels, {k: tf.constant(v) for k, v in y_pred.items()})
+    expected = 0.6 * _ce(y_pred["glimpse_logits"], labels).mean() + 0.4 * _ce(
+        y_pred["logits"], labels
+    ).mean()
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_confident_last_size_penalty_on_a_hand_made_batch():
+    # Two of four examples are confident after the last glimpse (CE < 0.4): only
+    # their last glimpse's s is penalized, and the mean over the batch scales the
+    # penalty by their fraction, as the official code's ratio * mean.
+    logits = np.zeros((4, 3, 5), np.float32)
+    labels = np.array([0, 1, 2, 3])
+    logits[0, -1, 0] = 10.0  # confident, right
+    logits[1, -1, 1] = 10.0  # confident, right
+    logits[2, -1, 0] = 10.0  # confident, wrong: CE is large
+    # example 3: uniform logits, CE = log 5 > 0.4
+    scales = np.array(
+        [[1.0, 0.3, 0.45], [1.0, 0.5, 0.25], [1.0, 0.5, 0.5], [1.0, 0.4, 0.4]], np.float32
+    )
+    params = np.stack([scales, np.zeros_like(scales), np.zeros_like(scales)], -1)
+    y_pred = {
+        "logits": tf.constant(logits),
+        "glimpse_logits": tf.constant(logits),
+        "glimpse_params": tf.constant(params),
+    }
+    common = dict(alpha=0.0, size_penalty=2.0, size_penalty_threshold=0.4)
+    penalized = _tiny(3, size_penalty_mode="confident_last", **common)
+    plain = _tiny(3, alpha=0.0)
+    penalty = 2.0 * ((0.45 - 0.2) ** 2 + (0.25 - 0.2) ** 2) / 4
+    np.testing.assert_allclose(
+        float(penalized.compute_loss(None, labels, y_pred)),
+        float(plain.compute_loss(None, labels, y_pred)) + penalty,
+        rtol=1e-5,
+    )
+    # The paper's form: every learned glimpse of every example.
+    everyone = _tiny(3, size_penalty_mode="all", **common)
+    penalty = 2.0 * np.mean((scales[:, 1:] - 0.2) ** 2)
+    np.testing.assert_allclose(
+        float(everyone.compute_loss(None, labels, y_pred)),
+        float(plain.compute_loss(None, labels, y_pred)) + penalty,
+        rtol=1e-5,
+    )
+
+
+def _torch_sgd(weights, gradients, learning_rates, momentum, weight_decay):
+    """torch.optim.SGD's documented update (dampening 0, no Nesterov) in NumPy."""
+    w, buffer = weights.astype(np.float64), None
+    for g, lr in zip(gradients, learning_rates):
+        g = g + weight_decay * w
+        buffer = g if buffer is None else momentum * buffer + g
+        w = w - lr * buffer
+    return w
+
+
+def _apply(optimizer, weights, gradients):
+    variable = keras.Variable(weights)
+    for g in gradients:
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+    return variable.numpy()
+
+
+def test_coupled_weight_decay_gives_torch_sgds_update():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(3, 4)).astype("float32")
+    gradients = [rng.normal(size=(3, 4)).astype("float32") for _ in range(3)]
+    expected_one = _torch_sgd(weights, gradients[:1], [0.1], 0.9, 0.05)
+    got = _apply(CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=0.05), weights, gradients[:1])
+    np.testing.assert_allclose(got, expected_one, rtol=1e-6)
+    # Three steps under a changing rate (one-cycle): the buffer holds gradients.
+    rates = [0.1, 0.3, 0.2]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0, 1], rates)  # steps 0, 1, 2
+    got = _apply(CoupledSGD(schedule, momentum=0.9, coupled_weight_decay=0.05), weights, gradients)
+    np.testing.assert_allclose(got, _torch_sgd(weights, gradients, rates, 0.9, 0.05), rtol=1e-5)
+    # Keras' own weight decay is decoupled (kept out of the momentum): from the
+    # second step on, another update for the same numbers.
+    keras_sgd = _apply(
+        keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.05), weights, gradients
+    )
+    torch_sgd = _torch_sgd(weights, gradients, [0.1] * 3, 0.9, 0.05)
+    assert np.abs(keras_sgd - torch_sgd).max() > 1e-3
+
+
+def test_sgd_builder_and_coupled_sgd_round_trip():
+    assert isinstance(sgd(0.1, 0.9, 1e-4, "coupled"), CoupledSGD)
+    decoupled = sgd(0.1, 0.9, 1e-4, "decoupled")
+    assert type(decoupled) is keras.optimizers.SGD and decoupled.weight_decay == 1e-4
+    with pytest.raises(ValueError, match="weight_decay_mode"):
+        sgd(0.1, 0.9, 1e-4, "l2")
+    with pytest.raises(ValueError, match="coupled_weight_decay"):
+        CoupledSGD(0.1, weight_decay=1e-4)
+    optimizer = CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=1e-4)
+    again = CoupledSGD.from_config(optimizer.get_config())
+    assert again.coupled_weight_decay == 1e-4 and again.momentum == 0.9
+
+
+def test_torch_initializer_gives_kaiming_normal_heads_and_torch_convolutions():
+    model = _tiny(3, initializer="torch")
+    token_dim = 128 + 3
+    fusion = model.fusion.query_kernel.numpy()
+    # N(0, 2 / fan_in): 17,161 draws pin the standard deviation to about 1%.
+    np.testing.assert_allclose(fusion.std(), np.sqrt(2 / token_dim), rtol=0.03)
+    assert np.abs(fusion).max() > 2.5 * np.sqrt(2 / token_dim)  # not truncated at 2 std
+    for dense in (model.classifier, model.glimpse_classifier, model.localization.dense):
+        assert not np.any(dense.bias.numpy())
+    # PyTorch's default convolution: kernel and bias uniform in +-1/sqrt(fan_in).
+    conv = model.backbone.get_layer("conv2")
+    bound = 1 / np.sqrt(5 * 5 * 16)
+    for values in (conv.kernel.numpy(), conv.bias.numpy()):
+        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.9 * bound
+    keras_model = _tiny(3)
+    assert not np.any(keras_model.backbone.get_layer("conv2").bias.numpy())
+    np.testing.assert_allclose(
+        keras_model.fusion.query_kernel.numpy().std(), np.sqrt(1 / token_dim), rtol=0.03
+    )
+
+
+def test_attention_bias_adds_zero_started_biases_that_shift_the_output():
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(2, 3, 6)).astype("float32")
+    plain, biased = FeatureFusion(), FeatureFusion(use_bias=True)
+    plain.build(tokens.shape)
+    biased.build(tokens.shape)
+    assert len(biased.weights) == len(plain.weights) + 4
+    for name in ("query", "key", "value", "output"):
+        getattr(biased, f"{name}_kernel").assign(getattr(plain, f"{name}_kernel"))
+        assert not np.any(getattr(biased, f"{name}_bias").numpy())
+    np.testing.assert_allclose(biased(tokens).numpy(), plain(tokens).numpy(), atol=1e-6)
+    biased.output_bias.assign(rng.normal(size=6).astype("float32"))
+    assert np.abs(biased(tokens).numpy() - plain(tokens).numpy()).max() > 1e-3
+    again = FeatureFusion.from_config(biased.get_config())
+    assert again.use_bias
+
+
+def test_new_options_survive_a_keras_round_trip(tmp_path):
+    options = dict(
+        glimpse_loss_from=2,
+        size_penalty_mode="confident_last",
+        size_penalty_threshold=0.3,
+        initializer="torch",
+        attention_bias=True,
+        mean=[0.1307],
+        std=[0.3081],
+    )
+    model = _tiny(3, **options)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for key, value in options.items():
+        assert getattr(loaded, key) == (tuple(value) if key in ("mean", "std") else value)
+    images = np.random.rand(2, 32, 32, 1).astype("float32")
+    np.testing.assert_allclose(
+        loaded(images)["logits"].numpy(), model(images)["logits"].numpy(), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"glimpse_loss_from": 3}, "glimpse_loss_from"),
+        ({"size_penalty_mode": "last"}, "size_penalty_mode"),
+        ({"initializer": "he"}, "initializer"),
+    ],
+)
+def test_bad_options_name_the_value(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        _tiny(3, **kwargs)
