@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import pipelines  # noqa: E402
-from mgnet_tf import MGNet, attacks, checkpoints, evaluation, flops  # noqa: E402
+from mgnet_tf import MGNet, attacks, checkpoints, evaluation, flops, localization  # noqa: E402
 from mgnet_tf.layers import sample_glimpses  # noqa: E402
 from mgnet_tf.visualize import glimpse_picture  # noqa: E402
 from pipelines import corruptions as corruption_lib  # noqa: E402
@@ -202,6 +202,17 @@ def clean_section(model, settings, mflops):
             outputs["probabilities"], outputs["labels"], thresholds, mflops
         ),
     }
+    boxes = pipelines.object_boxes(
+        settings["dataset"],
+        settings["split"],
+        section["num_examples"],
+        FLAGS.seed,
+        image_size=model.image_size,
+    )
+    # Where the glimpses look (s per glimpse; with known boxes, how they frame them).
+    section["localization"] = localization.localization_report(
+        outputs["glimpse_params"], boxes, model.image_size
+    )
     if FLAGS.latency_repeats:
         section["latency_ms_batch1"] = evaluation.latency_ms(
             model, FLAGS.latency_repeats
@@ -459,6 +470,22 @@ def print_tables(report):
             zip(clean["mflops"], latency, clean["accuracy"]), 1
         ):
             print(f"{t:>8} {m:>10.3f} {ms:>11.2f} {100 * a:>8.2f}")
+        where = clean["localization"]
+        print("\nWhere the glimpses look (s: glimpse side / image side)")
+        boxes = "median_iou" in where
+        print(
+            f"{'glimpse':>8} {'mean s':>7} {'s p10-p90':>11}"
+            + (f" {'centre err px':>13} {'median IoU':>10} {'IoU>=0.5':>8}" if boxes else "")
+        )
+        for t, (s, q) in enumerate(zip(where["mean_scale"], where["scale_quantiles"])):
+            row = f"{t + 1:>8} {s:>7.3f} {q[0]:>5.2f}-{q[2]:<5.2f}"
+            if boxes:
+                row += (
+                    f" {where['median_center_error_px'][t]:>13.1f}"
+                    f" {where['median_iou'][t]:>10.2f}"
+                    f" {100 * where['iou_at_least_0.5'][t]:>7.1f}%"
+                )
+            print(row)
         print("\nDynamic exit")
         print(f"{'threshold':>9} {'glimpses':>9} {'MFLOPs':>10} {'top-1 %':>8}")
         for d in clean["dynamic_exit"]:

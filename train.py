@@ -24,13 +24,20 @@ from absl import app, flags, logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pipelines  # noqa: E402
 import presets  # noqa: E402
 import strategies  # noqa: E402
 from mgnet_tf import MGNet, backbones, checkpoints  # noqa: E402
-from mgnet_tf.callbacks import GlimpseImages, LearningRateLogger  # noqa: E402
+from mgnet_tf.callbacks import (  # noqa: E402
+    GlimpseImages,
+    LearningRateLogger,
+    LocalizationLogger,
+)
+from mgnet_tf.mgnet import INITIALIZERS, SIZE_PENALTY_MODES  # noqa: E402
+from mgnet_tf.optimizers import WEIGHT_DECAY_MODES, sgd  # noqa: E402
 from mgnet_tf.export import export_saved_model  # noqa: E402
 from mgnet_tf.flops import parse_downsample  # noqa: E402
 from mgnet_tf.schedules import SCHEDULES, learning_rate_schedule  # noqa: E402
@@ -61,6 +68,38 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float(
     "size_penalty", None, f"Weight of the glimpse-size penalty ({_PRESET})."
+)
+flags.DEFINE_enum(
+    "size_penalty_mode",
+    None,
+    list(SIZE_PENALTY_MODES),
+    f"all: every learned glimpse; confident_last: the official code's ({_PRESET}).",
+)
+flags.DEFINE_float(
+    "size_penalty_threshold",
+    None,
+    f"confident_last: cross-entropy bound of the penalized examples ({_PRESET}).",
+)
+flags.DEFINE_integer(
+    "glimpse_loss_from",
+    None,
+    f"First glimpse of the glimpse-classifier loss: 1 (eq. 8) or 2 (official) ({_PRESET}).",
+)
+flags.DEFINE_enum(
+    "initializer", None, list(INITIALIZERS), f"keras or torch (official) ({_PRESET})."
+)
+flags.DEFINE_bool(
+    "attention_bias", None, f"Biases on the attention projections ({_PRESET})."
+)
+flags.DEFINE_list(
+    "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
+)
+flags.DEFINE_list("std", None, f"Per-channel normalization std ({_PRESET}).")
+flags.DEFINE_enum(
+    "weight_decay_mode",
+    None,
+    list(WEIGHT_DECAY_MODES),
+    f"coupled (PyTorch's SGD, the official code) or decoupled (Keras') ({_PRESET}).",
 )
 flags.DEFINE_float(
     "noise_std", None, f"Translated MNIST: Gaussian noise std ({_PRESET})."
@@ -115,6 +154,14 @@ _PRESET_FLAGS = (
     "scale_min",
     "scale_max",
     "size_penalty",
+    "size_penalty_mode",
+    "size_penalty_threshold",
+    "glimpse_loss_from",
+    "initializer",
+    "attention_bias",
+    "mean",
+    "std",
+    "weight_decay_mode",
     "noise_std",
     "epochs",
     "batch_size",
@@ -135,6 +182,9 @@ def resolve_config():
             config[name] = FLAGS[name].value
     if isinstance(config["downsample"], str):
         config["downsample"] = parse_downsample(config["downsample"])
+    for name in ("mean", "std"):
+        if config[name] is not None:
+            config[name] = _floats(name, config[name])
     config.update(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -147,6 +197,15 @@ def resolve_config():
     )
     _validate(config)
     return config
+
+
+def _floats(name, values):
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise app.UsageError(
+            f"--{name}={','.join(values)} is invalid; expected numbers, one per channel"
+        ) from None
 
 
 def _validate(config):
@@ -166,6 +225,7 @@ def _validate(config):
         ("batch_size", config["batch_size"] >= 1, "an int >= 1"),
         ("image_size", config["image_size"] >= 1, "an int >= 1"),
         ("noise_std", config["noise_std"] >= 0, "a number >= 0"),
+        ("glimpse_loss_from", config["glimpse_loss_from"] in (1, 2), "1 or 2"),
     ]
     for name, ok, expected in checks:
         if not ok:
@@ -225,6 +285,13 @@ def build_model(config, num_classes, channels):
         scale_min=config["scale_min"],
         scale_max=config["scale_max"],
         size_penalty=config["size_penalty"],
+        size_penalty_mode=config["size_penalty_mode"],
+        size_penalty_threshold=config["size_penalty_threshold"],
+        glimpse_loss_from=config["glimpse_loss_from"],
+        initializer=config["initializer"],
+        attention_bias=config["attention_bias"],
+        mean=config["mean"],
+        std=config["std"],
         small_input=config["small_input"],
     )
 
@@ -309,10 +376,11 @@ def main(argv):
             config["epochs"] * steps_per_epoch,
         )
         model.compile(
-            optimizer=keras.optimizers.SGD(
+            optimizer=sgd(
                 schedule,
-                momentum=config["momentum"],
-                weight_decay=config["weight_decay"] or None,
+                config["momentum"],
+                config["weight_decay"],
+                config["weight_decay_mode"],
             ),
             jit_compile=config["jit_compile"],
         )
@@ -322,10 +390,26 @@ def main(argv):
         config["dataset"], "validation", **{**data_args, "batch_size": 8}
     )
     sample_images, sample_labels = next(iter(samples))
+    # Where the glimpses look, every epoch, on a fixed part of the validation split.
+    watched = pipelines.build_dataset(
+        config["dataset"],
+        "validation",
+        **{**data_args, "batch_size": 250},
+    ).take(4)
+    watched_images = np.concatenate([images.numpy() for images, _ in watched])
+    watched_boxes = pipelines.object_boxes(
+        config["dataset"],
+        "validation",
+        len(watched_images),
+        config["seed"],
+        image_size=config["image_size"],
+    )
     final_accuracy = f"val_acc_{config['glimpses']}"
     final_path = os.path.join(model_dir, "final.keras")
     callbacks = [
         LearningRateLogger(),
+        # Before the loggers below, which record what it adds to the epoch logs.
+        LocalizationLogger(logs_dir, watched_images, watched_boxes),
         # Saved before the backup is deleted at the end: a kill in between resumes.
         keras.callbacks.LambdaCallback(
             on_train_end=lambda logs: checkpoints.save_model(model, final_path)

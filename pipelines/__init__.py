@@ -271,6 +271,31 @@ def _translated(
     return dataset.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def object_boxes(name, split, count, seed, image_size=None, data_dir=None):
+    """Each image's object box in an evaluation split, where the data set knows it.
+
+    Args:
+        name: One of `DATASETS`.
+        split: The evaluated split ("validation" or "test").
+        count: How many images, from the first, in the order `build_dataset` yields
+            them without `training`; None means the whole split.
+        seed: The seed given to `build_dataset`.
+        image_size: The side the pipeline resizes to (default: native).
+        data_dir: As for `build_dataset` (only read when `count` is None).
+
+    Returns:
+        float64 array (count, 4) of (top, left, bottom, right) in pixels of the
+        yielded images (`mgnet_tf.localization`'s convention), or None for data sets
+        without known boxes (all but the translated ones).
+    """
+    if name not in _TRANSLATED_VARIANTS:
+        return None
+    if count is None:
+        count = num_examples(name, split, data_dir)
+    boxes = translated_mnist.object_boxes(count, seed, _CANVAS_SIZE)
+    return boxes * ((image_size or _CANVAS_SIZE) / _CANVAS_SIZE)
+
+
 # Cached: train, validation and test all come from the same four files.
 @functools.lru_cache(maxsize=None)
 def _load_idx(data_dir, variant):

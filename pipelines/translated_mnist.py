@@ -285,16 +285,7 @@ def translated_dataset(
         )
 
     def place(image, label, key):
-        offset_key, noise_key = tf.unstack(
-            tf.random.experimental.stateless_split(key, 2)
-        )
-        offsets = tf.random.stateless_uniform(
-            [2],
-            offset_key,
-            minval=0,
-            maxval=canvas_size - DIGIT_SIZE + 1,
-            dtype=tf.int32,
-        )
+        offsets, noise_key = _offsets(key, canvas_size)
         canvas = tf.image.pad_to_bounding_box(
             tf.cast(image, tf.float32) / 255.0,
             offsets[0],
@@ -310,3 +301,44 @@ def translated_dataset(
         return canvas, label
 
     return dataset.map(place, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _offsets(key, canvas_size):
+    """(row, column) of an item's top-left pixel from its key, and the noise key."""
+    offset_key, noise_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    offsets = tf.random.stateless_uniform(
+        [2],
+        offset_key,
+        minval=0,
+        maxval=canvas_size - DIGIT_SIZE + 1,
+        dtype=tf.int32,
+    )
+    return offsets, noise_key
+
+
+def object_boxes(num_examples, seed, canvas_size=112):
+    """The item boxes of the first `num_examples` images of an evaluation split.
+
+    Evaluation positions are a function of `(seed, index)` (`translated_dataset`
+    with `training=False`), so the boxes are recomputed here without the images.
+
+    Args:
+        num_examples: int, how many (from index 0).
+        seed: the evaluation seed given to `translated_dataset` (None means 0).
+        canvas_size: side of the canvas.
+
+    Returns:
+        float64 array (num_examples, 4) of (top, left, bottom, right) in pixels, the
+        convention of `mgnet_tf.localization`.
+    """
+    eval_seed = tf.constant(0 if seed is None else seed, tf.int64)
+    keys = tf.stack(
+        [tf.fill([num_examples], eval_seed), tf.range(num_examples, dtype=tf.int64)],
+        axis=1,
+    )
+    offsets = tf.map_fn(
+        lambda key: _offsets(key, canvas_size)[0],
+        keys,
+        fn_output_signature=tf.int32,
+    ).numpy()
+    return np.concatenate([offsets, offsets + DIGIT_SIZE], axis=1).astype(np.float64)

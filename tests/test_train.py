@@ -76,11 +76,48 @@ def test_translated_fashion_mnist(run_train, tmp_path, idx_dir):
     assert config["downsample"] == 4 and config["glimpses"] == 2
     header = (model_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"acc_1", "acc_2", "val_acc_2", "learning_rate", "loss"} <= set(header)
+    # Where the glimpses look, every epoch (the items' boxes are known here).
+    assert {"val_scale_2", "val_iou_2", "val_center_error_2"} <= set(header)
     assert {"epoch_loss", "epoch_learning_rate", "epoch_acc_1", "epoch_acc_2"} <= _tags(
         model_dir / "logs" / "train"
     )
     assert {"epoch_acc_2"} <= _tags(model_dir / "logs" / "validation")
     assert _tags(model_dir / "logs" / "glimpses") == {"glimpses"}
+
+
+def test_official_recipe_flags_reach_the_model_and_the_optimizer(
+    run_train, tmp_path, idx_dir
+):
+    import keras  # noqa: PLC0415
+
+    from mgnet_tf.optimizers import CoupledSGD  # noqa: PLC0415
+
+    model_dir = tmp_path / "run"
+    run_train(
+        "--dataset=translated_fashion_mnist",
+        f"--data_dir={idx_dir}",
+        *_quick(model_dir),
+        "--glimpses=2",
+        "--glimpse_loss_from=2",
+        "--initializer=torch",
+        "--attention_bias",
+        "--weight_decay=1e-4",
+        "--weight_decay_mode=coupled",
+        "--mean=0.1307",
+        "--std=0.3081",
+        "--size_penalty_mode=confident_last",
+    )
+    config = _config(model_dir)
+    assert config["weight_decay_mode"] == "coupled" and config["mean"] == [0.1307]
+    model = keras.saving.load_model(str(model_dir / "final.keras"))
+    assert (model.glimpse_loss_from, model.initializer, model.attention_bias) == (
+        2,
+        "torch",
+        True,
+    )
+    assert model.size_penalty_mode == "confident_last" and model.std == (0.3081,)
+    assert isinstance(model.optimizer, CoupledSGD)
+    assert model.optimizer.coupled_weight_decay == pytest.approx(1e-4)
 
 
 def _tags(log_dir):
@@ -230,6 +267,8 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--downsample=0.5", "--downsample=0.5"),
         ("--glimpses=0", "--glimpses=0"),
         ("--alpha=1.5", "--alpha=1.5"),
+        ("--glimpse_loss_from=3", "--glimpse_loss_from=3"),
+        ("--mean=abc", "--mean=abc"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(
