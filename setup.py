@@ -23,10 +23,12 @@ setup(
         "absl-py",
     ],
     extras_require={
-        # torch: the numerical reference for the sampler and the one-cycle schedule;
         # pillow: writes CMYK JPEG fixtures, which TensorFlow cannot encode;
         # nbclient, nbformat, ipykernel: run the notebook (a slow test).
-        "test": ["pytest", "torch", "pillow", "nbclient", "nbformat", "ipykernel"],
+        # No torch: the PyTorch reference values (sampler, one-cycle schedule,
+        # ResNet-18) are stored in tests/data/*.npz; tests/data/torch_reference.py
+        # regenerates them.
+        "test": ["pytest", "pillow", "nbclient", "nbformat", "ipykernel"],
         # Generated ImageNet-C corruptions (evaluate.py --corruptions). The package
         # itself, imagecorruptions-imaug, must be installed with --no-deps: it asks for
         # opencv-python, the GUI build that needs libGL; the headless build serves.

@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -7,26 +8,21 @@ import keras
 from mgnet_tf.schedules import OneCycle, learning_rate_schedule
 
 
-def _torch_one_cycle(peak, total):
-    torch = pytest.importorskip("torch")
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=peak)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=peak, total_steps=total, cycle_momentum=False
-    )
-    rates = []
-    for _ in range(total):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return np.array(rates)
+# PyTorch's OneCycleLR(max_lr=0.1, total_steps=total, cycle_momentum=False): the rate
+# of each step, computed once by tests/data/torch_reference.py.
+PYTORCH_REFERENCE = os.path.join(
+    os.path.dirname(__file__), "data", "one_cycle_pytorch.npz"
+)
 
 
 @pytest.mark.parametrize("total", [10, 101])
 def test_one_cycle_matches_pytorch(total):
-    schedule = OneCycle(0.1, total)
+    with np.load(PYTORCH_REFERENCE) as reference:
+        peak, expected = float(reference["peak"]), reference[f"rates_{total}"]
+    assert peak == 0.1 and expected.shape == (total,)
+    schedule = OneCycle(peak, total)
     ours = np.array([float(schedule(step)) for step in range(total)])
-    np.testing.assert_allclose(ours, _torch_one_cycle(0.1, total), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-9)
 
 
 def test_one_cycle_shape():

@@ -1,10 +1,15 @@
 """Tests for mgnet_tf.backbones: architecture facts, shapes, torch parity, I/O."""
 
+import importlib.util
+import os
+
 import keras
 import numpy as np
 import pytest
 
 from mgnet_tf.backbones import available_backbones, get_backbone
+
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 
 # torchvision's published parameter counts (ImageNet models, 1000 classes).
 TORCHVISION_PARAMS = {
@@ -110,52 +115,14 @@ def test_small_input_only_removes_the_stem_max_pool():
     assert default.count_params() == small.count_params()
 
 
-def _torch_resnet18(torch):
-    """A plain PyTorch ResNet-18 (torchvision's layout), without the fc."""
-    nn = torch.nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self, inplanes, planes, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.downsample = None
-            if stride != 1 or inplanes != planes:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes, 1, stride, bias=False),
-                    nn.BatchNorm2d(planes),
-                )
-
-        def forward(self, x):
-            identity = x if self.downsample is None else self.downsample(x)
-            out = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(out)) + identity)
-
-    class ResNet18(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            inplanes = 64
-            for stage, planes in enumerate((64, 128, 256, 512), 1):
-                stride = 1 if stage == 1 else 2
-                blocks = [
-                    BasicBlock(inplanes, planes, stride),
-                    BasicBlock(planes, planes, 1),
-                ]
-                setattr(self, f"layer{stage}", nn.Sequential(*blocks))
-                inplanes = planes
-
-        def forward(self, x):
-            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            for stage in range(1, 5):
-                x = getattr(self, f"layer{stage}")(x)
-            return x.mean(dim=(2, 3))
-
-    return ResNet18()
+def _torch_reference():
+    """tests/data/torch_reference.py, which made the golden file; its weight
+    generator needs only NumPy."""
+    path = os.path.join(DATA, "torch_reference.py")
+    spec = importlib.util.spec_from_file_location("torch_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _keras_layer_name(torch_name):
@@ -165,35 +132,38 @@ def _keras_layer_name(torch_name):
 
 
 def test_resnet18_matches_pytorch():
-    torch = pytest.importorskip("torch")
-    backbone = get_backbone("resnet18", (64, 64, 3))
-    _randomize_batch_norms(backbone)
-    reference = _torch_resnet18(torch).eval()
-    copied = 0
-    with torch.no_grad():
-        for torch_name, module in reference.named_modules():
-            if isinstance(module, torch.nn.Conv2d):
-                kernel = backbone.get_layer(_keras_layer_name(torch_name)).kernel
-                # Keras kernels are HWIO, PyTorch weights OIHW.
-                module.weight.copy_(
-                    torch.from_numpy(np.transpose(np.asarray(kernel), (3, 2, 0, 1)))
-                )
-                copied += 1
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                layer = backbone.get_layer(_keras_layer_name(torch_name))
-                gamma, beta, mean, variance = layer.get_weights()
-                module.weight.copy_(torch.from_numpy(gamma))
-                module.bias.copy_(torch.from_numpy(beta))
-                module.running_mean.copy_(torch.from_numpy(mean))
-                module.running_var.copy_(torch.from_numpy(variance))
-                copied += 1
-    # 20 convs (17 + 3 downsample) and as many BNs: every layer was mapped.
-    assert copied == 40
+    # The output of a PyTorch ResNet-18 (torchvision's layout) with weights and
+    # images drawn by NumPy from the stored seeds, computed once by
+    # tests/data/torch_reference.py; the same weights go into our backbone here.
+    reference = _torch_reference()
+    with np.load(os.path.join(DATA, "resnet18_pytorch.npz")) as stored:
+        weight_seed, image_seed = int(stored["weight_seed"]), int(stored["image_seed"])
+        checksum, expected = stored["checksum"], stored["output"]
+    parameters = reference.resnet18_parameters(weight_seed)
+    images = reference.resnet18_images(image_seed)
+    np.testing.assert_allclose(
+        reference.resnet18_checksum(parameters, images),
+        checksum,
+        rtol=1e-6,
+        err_msg="NumPy draws other weights or images from the stored seeds than "
+        "those the golden output was made with: rerun tests/data/torch_reference.py",
+    )
 
-    images = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
-    expected = reference(torch.from_numpy(images).permute(0, 3, 1, 2))
+    backbone = get_backbone("resnet18", images.shape[1:])
+    for torch_name, arrays in parameters:
+        layer = backbone.get_layer(_keras_layer_name(torch_name))
+        if isinstance(layer, keras.layers.Conv2D):
+            # Keras kernels are HWIO, PyTorch weights OIHW.
+            layer.set_weights([np.transpose(arrays[0], (2, 3, 1, 0))])
+        else:
+            layer.set_weights(arrays)  # gamma, beta, moving mean, moving variance
+    # 20 convs (17 + 3 downsample) and as many BNs: every layer was mapped.
+    mapped = {_keras_layer_name(torch_name) for torch_name, _ in parameters}
+    assert len(mapped) == 40
+    assert mapped == {layer.name for layer in backbone.layers if layer.weights}
+
     actual = np.asarray(backbone(images, training=False))
-    np.testing.assert_allclose(actual, expected.detach().numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize(

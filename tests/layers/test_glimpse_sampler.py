@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,25 +52,11 @@ def test_outside_the_image_reads_zeros():
     np.testing.assert_allclose(out[0, :, :3], 1.0, atol=1e-6)
 
 
-def _torch_reference(images, params, size):
-    torch = pytest.importorskip("torch")
-    images = torch.tensor(images.transpose(0, 3, 1, 2), requires_grad=True)
-    params_t = torch.tensor(params, requires_grad=True)
-    zero = torch.zeros_like(params_t[:, 0])
-    theta = torch.stack(
-        [
-            torch.stack([params_t[:, 0], zero, params_t[:, 1]], 1),
-            torch.stack([zero, params_t[:, 0], params_t[:, 2]], 1),
-        ],
-        1,
-    )
-    grid = torch.nn.functional.affine_grid(
-        theta, (images.shape[0], images.shape[1], *size), align_corners=True
-    )
-    out = torch.nn.functional.grid_sample(
-        images, grid, mode="bilinear", padding_mode="zeros", align_corners=True
-    )
-    return out, images, params_t
+# PyTorch's affine_grid + grid_sample (bilinear, zeros padding, align_corners=True) on
+# the same inputs: values and gradients, computed once by tests/data/torch_reference.py.
+PYTORCH_REFERENCE = os.path.join(
+    os.path.dirname(__file__), os.pardir, "data", "glimpse_sampler_pytorch.npz"
+)
 
 
 @pytest.mark.parametrize(
@@ -76,39 +64,28 @@ def _torch_reference(images, params, size):
     [((3, 17, 23, 2), (5, 7)), ((2, 64, 64, 3), (32, 32)), ((2, 9, 9, 1), (1, 4))],
 )
 def test_matches_pytorch_values_and_gradients(image_shape, size):
-    rng = np.random.default_rng(1)
-    images = rng.random(image_shape, dtype=np.float32)
-    batch = image_shape[0]
+    key = "x".join(map(str, image_shape)) + "_" + "x".join(map(str, size))
+    names = ("images", "params", "upstream", "out", "grad_images", "grad_params")
+    with np.load(PYTORCH_REFERENCE) as reference:
+        case = {name: reference[f"{key}_{name}"] for name in names}
+    assert case["images"].shape == image_shape
     # Scales and offsets that reach past the border, so zero padding is exercised.
-    params = np.stack(
-        [
-            rng.uniform(0.2, 1.2, batch),
-            rng.uniform(-0.9, 0.9, batch),
-            rng.uniform(-0.9, 0.9, batch),
-        ],
-        axis=1,
-    ).astype("float32")
-    out_t, images_t, params_t = _torch_reference(images, params, size)
-    upstream = rng.standard_normal(out_t.shape).astype("float32")
-    (out_t * __import__("torch").tensor(upstream)).sum().backward()
+    params = case["params"]
+    assert np.any(np.abs(params[:, 1:]) + params[:, :1] > 1)
 
-    images_tf = tf.constant(images)
+    images_tf = tf.constant(case["images"])
     params_tf = tf.constant(params)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([images_tf, params_tf])
         out = GlimpseSampler(size)(images_tf, params_tf)
-        weighted = tf.reduce_sum(out * tf.constant(upstream.transpose(0, 2, 3, 1)))
+        weighted = tf.reduce_sum(out * tf.constant(case["upstream"]))
+    np.testing.assert_allclose(out.numpy(), case["out"], atol=1e-5)
     np.testing.assert_allclose(
-        out.numpy(), out_t.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5
-    )
-    np.testing.assert_allclose(
-        tape.gradient(weighted, images_tf).numpy(),
-        images_t.grad.numpy().transpose(0, 2, 3, 1),
-        atol=1e-4,
+        tape.gradient(weighted, images_tf).numpy(), case["grad_images"], atol=1e-4
     )
     np.testing.assert_allclose(
         tape.gradient(weighted, params_tf).numpy(),
-        params_t.grad.numpy(),
+        case["grad_params"],
         rtol=1e-4,
         atol=1e-3,
     )
