@@ -18,6 +18,7 @@ an interruption resumes from the last finished epoch.
 
 import os
 import sys
+import time
 
 from absl import app, flags, logging
 
@@ -139,7 +140,12 @@ flags.DEFINE_string("tpu", None, "TPU address or name; 'local' on a TPU VM.")
 flags.DEFINE_integer(
     "num_cpu_replicas", 2, "--strategy=mirrored without GPUs: logical CPU devices."
 )
-flags.DEFINE_bool("overwrite", False, "Replace a finished run in --model_dir.")
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Start afresh in --model_dir, moving the run there aside to "
+    "<model_dir>.old-<date>-<time> (nothing is deleted).",
+)
 flags.mark_flags_as_required(["dataset", "model_dir"])
 
 # Flags whose unset value comes from the preset.
@@ -181,7 +187,13 @@ def resolve_config():
         if FLAGS[name].value is not None:
             config[name] = FLAGS[name].value
     if isinstance(config["downsample"], str):
-        config["downsample"] = parse_downsample(config["downsample"])
+        try:
+            config["downsample"] = parse_downsample(config["downsample"])
+        except ValueError:
+            raise app.UsageError(
+                f"--downsample={config['downsample']} is invalid; expected a number "
+                ">= 1 or a fraction such as 7/3"
+            ) from None
     for name in ("mean", "std"):
         if config[name] is not None:
             config[name] = _floats(name, config[name])
@@ -234,27 +246,56 @@ def _validate(config):
             )
 
 
+# What a run writes in --model_dir (train.py's and Keras' files).
+_RUN_FILES = (
+    "config.json",
+    "final.keras",
+    "best.keras",
+    "best.keras.json",
+    "metrics.csv",
+    "logs",
+    "backup",
+    "saved_model",
+)
+# The files written through checkpoints' write-then-rename, whose temporaries a kill
+# can leave behind (in model_dir, and the last two in backup/).
+_RENAMED_FILES = (
+    "config.json",
+    "final.keras",
+    "best.keras",
+    "best.keras.json",
+    "metrics.csv",
+    "latest.weights.h5",
+    "training_metadata.json",
+)
+
+
 def prepare_model_dir(model_dir, config, overwrite):
-    """Creates model_dir; refuses to mix runs. Returns True when resuming."""
+    """Creates model_dir; refuses to mix runs.
+
+    Returns:
+        "new", "resume" (an interrupted run's backup is there), or "export" (a
+        finished run whose SavedModel export was interrupted).
+    """
     backup_dir = os.path.join(model_dir, "backup")
     final_path = os.path.join(model_dir, "final.keras")
+    if overwrite and _holds_a_run(model_dir):
+        _move_aside(model_dir)
     saved = checkpoints.read_json(os.path.join(model_dir, "config.json"))
     resuming = tf.io.gfile.exists(backup_dir)
+    state = "resume" if resuming else "new"
     if tf.io.gfile.exists(final_path) and not resuming:
-        if not overwrite:
+        if tf.io.gfile.exists(os.path.join(model_dir, "saved_model")):
             raise app.UsageError(
                 f"{model_dir} already holds a finished run ({final_path}); pass "
-                "--overwrite to replace it, or choose another --model_dir"
+                "--overwrite to move it aside and start again, or choose another "
+                "--model_dir"
             )
-        # The old run's records would mislead the new one (best value, CSV rows).
-        for name in ("best.keras.json", "metrics.csv"):
-            if tf.io.gfile.exists(os.path.join(model_dir, name)):
-                tf.io.gfile.remove(os.path.join(model_dir, name))
-        if tf.io.gfile.exists(os.path.join(model_dir, "saved_model")):
-            tf.io.gfile.rmtree(os.path.join(model_dir, "saved_model"))
-    if resuming and saved is not None:
-        # The hardware may change between attempts; the recipe may not.
-        free = ("epochs", "strategy", "num_replicas")
+        state = "export"  # killed while exporting: finish the export
+    if state != "new" and saved is not None:
+        # The hardware may change between attempts; the recipe may not (the
+        # learning-rate schedule spans --epochs, so that may not change either).
+        free = ("strategy", "num_replicas")
         # A setting the saved run does not record (a flag added since) cannot differ.
         changed = sorted(
             k
@@ -262,13 +303,67 @@ def prepare_model_dir(model_dir, config, overwrite):
             if k in saved and saved[k] != config[k] and k not in free
         )
         if changed:
+            differences = ", ".join(
+                f"--{k}={_flag_text(config[k])} (the run has {_flag_text(saved[k])})"
+                for k in changed
+            )
             raise app.UsageError(
-                f"{model_dir} holds an interrupted run with other settings ({changed}); "
-                "rerun it with the same flags to resume, or choose another --model_dir"
+                f"{model_dir} holds an interrupted run with other settings: "
+                f"{differences}; rerun it with the same flags to resume, pass "
+                "--overwrite to move it aside and start again, or choose another "
+                "--model_dir"
             )
     tf.io.gfile.makedirs(model_dir)
     checkpoints.write_json(config, os.path.join(model_dir, "config.json"))
-    return resuming
+    return state
+
+
+def _flag_text(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _holds_a_run(model_dir):
+    return tf.io.gfile.isdir(model_dir) and any(
+        tf.io.gfile.exists(os.path.join(model_dir, name)) for name in _RUN_FILES
+    )
+
+
+def _move_aside(model_dir):
+    """--overwrite: renames model_dir to <model_dir>.old-<time>; nothing is deleted."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = f"{model_dir.rstrip('/')}.old-{stamp}"
+    suffix = 1
+    while tf.io.gfile.exists(target):
+        suffix += 1
+        target = f"{model_dir.rstrip('/')}.old-{stamp}-{suffix}"
+    tf.io.gfile.rename(model_dir.rstrip("/"), target)
+    logging.warning(
+        "--overwrite: moved the run that was in %s to %s (nothing was deleted)",
+        model_dir,
+        target,
+    )
+    return target
+
+
+def _clean_up_after_a_kill(model_dir, initial_epoch):
+    """Removes what a killed attempt left: our temporaries, and the CSV rows and
+    TensorBoard steps of epochs that were not backed up (they run again)."""
+    removed = checkpoints.remove_temporaries(model_dir, _RENAMED_FILES)
+    removed += checkpoints.remove_temporaries(
+        os.path.join(model_dir, "backup"), _RENAMED_FILES
+    )
+    for path in removed:
+        logging.info("Removed %s, left by an interrupted write", path)
+    dropped = checkpoints.keep_csv_epochs(
+        os.path.join(model_dir, "metrics.csv"), initial_epoch
+    )
+    if dropped:
+        logging.info(
+            "Dropped %d row(s) of metrics.csv from epochs that run again", dropped
+        )
+    checkpoints.restart_tensorboard(os.path.join(model_dir, "logs"), initial_epoch)
 
 
 def build_model(config, num_classes, channels):
@@ -306,7 +401,10 @@ def main(argv):
     config.update(strategy=FLAGS.strategy, num_replicas=strategy.num_replicas_in_sync)
     chief = strategies.is_chief(strategy)
     model_dir = strategies.output_dir(FLAGS.model_dir, strategy)
-    resuming = prepare_model_dir(model_dir, config, FLAGS.overwrite)
+    state = prepare_model_dir(model_dir, config, FLAGS.overwrite)
+    if state == "export":
+        _finish_export(model_dir)
+        return
     keras.utils.set_random_seed(config["seed"])
     if config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
@@ -347,6 +445,7 @@ def main(argv):
         )
     backup_dir = os.path.join(model_dir, "backup")
     initial_epoch = checkpoints.completed_epochs(backup_dir)
+    _clean_up_after_a_kill(model_dir, initial_epoch)
     # One endless stream of training batches whose order and augmentation in each
     # pass are a function of (seed, pass): fit keeps its iterator across epochs,
     # and a resumed run starts the stream where the interrupted one stopped.
@@ -406,6 +505,10 @@ def main(argv):
     )
     final_accuracy = f"val_acc_{config['glimpses']}"
     final_path = os.path.join(model_dir, "final.keras")
+    # At the end of each epoch every record is written first and the backup last: a
+    # kill before the backup is complete reruns the epoch (its CSV rows and
+    # TensorBoard steps are dropped at the start, see _clean_up_after_a_kill), a kill
+    # after it loses nothing.
     callbacks = [
         LearningRateLogger(),
         # Before the loggers below, which record what it adds to the epoch logs.
@@ -414,18 +517,18 @@ def main(argv):
         keras.callbacks.LambdaCallback(
             on_train_end=lambda logs: checkpoints.save_model(model, final_path)
         ),
-        checkpoints.BackupAndRestore(backup_dir),
         checkpoints.BestModelCheckpoint(
             os.path.join(model_dir, "best.keras"), final_accuracy
         ),
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True),
-        keras.callbacks.TensorBoard(logs_dir),
+        _CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True),
+        _TensorBoard(logs_dir),
         GlimpseImages(logs_dir, sample_images[:8], sample_labels[:8]),
+        checkpoints.BackupAndRestore(backup_dir),
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: _report_skipped(skipped)
         ),
     ]
-    if resuming:
+    if state == "resume":
         logging.info(
             "Resuming the interrupted run in %s after epoch %d", model_dir, initial_epoch
         )
@@ -443,10 +546,52 @@ def main(argv):
         tf.io.gfile.rmtree(model_dir)  # the chief holds the run's files
         return
     logging.info("Saved %s", final_path)
+    _export(model, model_dir)
+
+
+def _export(model, model_dir):
     saved_model = os.path.join(model_dir, "saved_model")
     if not tf.io.gfile.exists(saved_model):  # a resumed run may have exported already
         export_saved_model(model, saved_model)
         logging.info("Exported %s for serving (docs/serving.md)", saved_model)
+
+
+def _finish_export(model_dir):
+    """A finished run killed while exporting: export final.keras now."""
+    final_path = os.path.join(model_dir, "final.keras")
+    logging.info(
+        "%s holds a finished run without its SavedModel (the export was "
+        "interrupted); exporting %s",
+        model_dir,
+        final_path,
+    )
+    _export(keras.saving.load_model(final_path), model_dir)
+
+
+class _CSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSV logger; a full disk names the file."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+        except OSError as error:
+            if checkpoints.is_disk_full(error):
+                raise checkpoints.DiskFullError(
+                    self.filename, f"the row of epoch {epoch + 1}"
+                ) from error
+            raise
+        checkpoints.kill_point("csv_row")
+
+
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, flushed every epoch: the summary writers buffer
+    events for up to two minutes, which a kill would lose."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
+        checkpoints.kill_point("tensorboard")
 
 
 def _check_validation_batches(config, strategy):
@@ -478,5 +623,63 @@ def _report_skipped(skipped):
         skipped.reset()
 
 
+def _saved_so_far():
+    """What the run in --model_dir has saved, for the messages below."""
+    model_dir = FLAGS.model_dir
+    epochs = checkpoints.completed_epochs(os.path.join(model_dir, "backup"))
+    if epochs:
+        return (
+            f"Epochs 1-{epochs} are saved in {model_dir} (resume state in "
+            f"{os.path.join(model_dir, 'backup')})."
+        )
+    if tf.io.gfile.exists(os.path.join(model_dir, "final.keras")):
+        return f"The finished model is saved in {os.path.join(model_dir, 'final.keras')}."
+    return "No epoch had finished; nothing of this run is saved yet."
+
+
+def _fail(message, code):
+    """Ends the process with `message` on stderr and exit status `code`."""
+    print(f"train.py: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _hard_exit(code):
+    # After a failed write TensorFlow and h5py can crash while the interpreter shuts
+    # down (a segmentation fault after the message); everything is written by now.
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv):
+    """`main`, with the errors a user can cause ending in one message and a non-zero
+    exit status instead of a traceback."""
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        _fail(
+            f"Interrupted. {_saved_so_far()} Rerun the same command to resume.", 130
+        )
+    except app.UsageError as error:
+        _fail(f"{error}\nSee python train.py --help for the flags.", 1)
+    except Exception as error:  # noqa: BLE001
+        if not checkpoints.is_disk_full(error):
+            raise
+        where = ""
+        if not isinstance(error, checkpoints.DiskFullError):  # a write not of ours
+            path = getattr(error, "filename", None)
+            where = f" ({path})" if path else ""
+        try:
+            print(
+                f"train.py: {error}{where}. {_saved_so_far()} Free some space and "
+                "rerun the same command to resume.",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            _hard_exit(1)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(run)

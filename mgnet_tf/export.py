@@ -20,10 +20,13 @@ a process that never imported mgnet_tf.
 """
 
 import argparse
+import os
+import posixpath
 
 import keras
 import tensorflow as tf
 
+from mgnet_tf import checkpoints
 from mgnet_tf.visualize import glimpse_boxes
 
 
@@ -117,14 +120,46 @@ def export_saved_model(model, directory):
             "earlier export is overwritten"
         )
     serving, functions = signatures(model)
-    temporary = directory.rstrip("/") + ".partial"
-    if tf.io.gfile.exists(temporary):
-        tf.io.gfile.rmtree(temporary)
-    tf.saved_model.save(serving, temporary, signatures=functions)
     # Written under a temporary name first: an interrupted export leaves no directory
     # that looks complete.
+    temporary = directory.rstrip("/") + ".partial"
+    marker = posixpath.join(temporary, PARTIAL_MARKER)
+    if tf.io.gfile.exists(temporary):
+        # Only an interrupted export of this same output is ours to replace.
+        if not _marks(marker, directory):
+            raise FileExistsError(
+                f"{temporary} exists and is not an interrupted export of {directory}; "
+                "move it away or choose another --output (it was left as it is)"
+            )
+        tf.io.gfile.rmtree(temporary)
+    tf.io.gfile.makedirs(temporary)
+    with tf.io.gfile.GFile(marker, "w") as file:
+        file.write(_marker_text(directory))
+    tf.saved_model.save(serving, temporary, signatures=functions)
+    checkpoints.kill_point("saved_model")
     tf.io.gfile.rename(temporary, directory)
+    tf.io.gfile.remove(posixpath.join(directory, PARTIAL_MARKER))
     return sorted(functions)
+
+
+# Written into `<output>.partial` while an export is under way: a later export of the
+# same output may replace a directory holding it, and no other.
+PARTIAL_MARKER = "MGNET_EXPORT_IN_PROGRESS"
+
+
+def _marker_text(directory):
+    return f"mgnet_tf.export of {_absolute(directory)}\n"
+
+
+def _absolute(path):
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _marks(marker, directory):
+    if not tf.io.gfile.exists(marker):
+        return False
+    with tf.io.gfile.GFile(marker) as file:
+        return file.read() == _marker_text(directory)
 
 
 def main(argv=None):

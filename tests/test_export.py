@@ -232,6 +232,54 @@ def test_existing_directory_is_not_overwritten(tmp_path):
     assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
 
 
+def _small_model():
+    return MGNet(
+        "vanilla_cnn",
+        num_classes=2,
+        image_size=32,
+        num_glimpses=1,
+        downsample=1,
+        channels=1,
+    )
+
+
+def test_partial_directory_not_ours_is_refused_and_kept(tmp_path):
+    partial = tmp_path / "sm.partial"
+    partial.mkdir()
+    (partial / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="sm.partial"):
+        export_saved_model(_small_model(), str(tmp_path / "sm"))
+    assert (partial / "keep.txt").read_text() == "user data"
+    assert not (tmp_path / "sm").exists()
+
+
+def test_interrupted_export_is_replaced_by_the_next_export_of_that_output(
+    tmp_path, monkeypatch
+):
+    from mgnet_tf import export  # noqa: PLC0415
+
+    model = _small_model()
+    rename = tf.io.gfile.rename
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # a kill just before the rename into place
+
+    monkeypatch.setattr(tf.io.gfile, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(model, str(tmp_path / "sm"))
+    monkeypatch.setattr(tf.io.gfile, "rename", rename)
+    assert (tmp_path / "sm.partial" / export.PARTIAL_MARKER).exists()
+    # Not another output's: an export to another path does not claim it.
+    (tmp_path / "sm.partial").rename(tmp_path / "other.partial")
+    with pytest.raises(FileExistsError, match="other.partial"):
+        export_saved_model(model, str(tmp_path / "other"))
+    (tmp_path / "other.partial").rename(tmp_path / "sm.partial")
+    export_saved_model(model, str(tmp_path / "sm"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
+    assert not (tmp_path / "sm" / export.PARTIAL_MARKER).exists()
+    tf.saved_model.load(str(tmp_path / "sm"))
+
+
 def test_cli_and_saved_model_cli(tmp_path):
     model = MGNet(
         "vanilla_cnn",

@@ -15,10 +15,10 @@ from mgnet_tf import checkpoints
 def run_train():
     """Runs train.main in-process with the given flags, resetting them afterwards."""
 
-    def run(*args):
+    def run(*args, entry=train.main):
         flags.FLAGS(["train.py", *args])
         try:
-            train.main([])
+            entry([])
         finally:
             flags.FLAGS.unparse_flags()
 
@@ -185,7 +185,7 @@ def test_ff_net_baseline(run_train, tmp_path, idx_dir):
 
 
 def test_interrupted_run_resumes_where_it_stopped(
-    run_train, tmp_path, idx_dir, monkeypatch
+    run_train, tmp_path, idx_dir, monkeypatch, capfd
 ):
     model_dir = tmp_path / "run"
     args = (
@@ -203,8 +203,16 @@ def test_interrupted_run_resumes_where_it_stopped(
         raise KeyboardInterrupt  # what Ctrl-C or a preemption would do
 
     monkeypatch.setattr(train, "_report_skipped", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(*args)
+    capfd.readouterr()
+    # Ctrl-C: one line that says how to resume, a non-zero exit, no traceback.
+    with pytest.raises(SystemExit) as stopped:
+        run_train(*args, entry=train.run)
+    assert stopped.value.code == 130
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("train.py:")]
+    assert "Interrupted" in line and "Epochs 1-1 are saved" in line
+    assert "Rerun the same command to resume" in line
     assert (model_dir / "backup" / "training_metadata.json").exists()
     assert not (model_dir / "final.keras").exists()
     assert _epochs(model_dir) == [0]
@@ -229,8 +237,17 @@ def test_finished_run_is_not_overwritten_without_asking(run_train, tmp_path, idx
     with pytest.raises(app.UsageError, match="--overwrite"):
         run_train(*args)
     assert (model_dir / "final.keras").stat().st_mtime_ns == saved
+    (model_dir / "notes.txt").write_text("the user's")
     run_train(*args, "--overwrite")
     assert (model_dir / "final.keras").stat().st_mtime_ns != saved
+    # The old run was moved aside whole, not deleted nor mixed with the new one.
+    (old,) = tmp_path.glob("run.old-*")
+    assert (old / "final.keras").stat().st_mtime_ns == saved
+    assert (old / "notes.txt").read_text() == "the user's"
+    assert len(list((old / "logs" / "train").glob("events.out.tfevents.*"))) == 1
+    assert len(list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))) == 1
+    assert not (model_dir / "notes.txt").exists()
+    assert _epochs(model_dir) == [0]
 
 
 def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
@@ -241,6 +258,77 @@ def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
         run_train(
             "--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir)
         )
+
+
+def test_resume_with_other_epochs_is_refused_naming_the_flag(
+    run_train, tmp_path, idx_dir
+):
+    """The one-cycle schedule spans --epochs: a resumed run may not change it."""
+    model_dir = tmp_path / "run"
+    (model_dir / "backup").mkdir(parents=True)
+    checkpoints.write_json({"epochs": 5}, str(model_dir / "config.json"))
+    with pytest.raises(app.UsageError, match=r"--epochs=1 \(the run has 5\)"):
+        run_train(
+            "--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir)
+        )
+    assert checkpoints.read_json(str(model_dir / "config.json")) == {"epochs": 5}
+
+
+def test_bad_flag_is_one_message_and_a_pointer_to_help(run_train, tmp_path, capfd):
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_train(
+            "--dataset=translated_mnist",
+            f"--model_dir={tmp_path}",
+            "--alpha=1.5",
+            entry=train.run,
+        )
+    assert stopped.value.code == 1
+    err = capfd.readouterr().err
+    assert err.splitlines() == [
+        "train.py: --alpha=1.5 is invalid; expected in [0, 1]",
+        "See python train.py --help for the flags.",
+    ]
+
+
+def test_full_disk_ends_in_one_message_naming_the_path(
+    run_train, tmp_path, idx_dir, monkeypatch, capfd
+):
+    import errno  # noqa: PLC0415
+
+    import keras  # noqa: PLC0415
+
+    model_dir = tmp_path / "run"
+
+    def full(self, filepath, *args, **kwargs):  # the backup's weights
+        with open(filepath, "wb") as file:
+            file.write(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def exit_(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(keras.Model, "save_weights", full)
+    monkeypatch.setattr(train, "_hard_exit", exit_)
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_train(
+            "--dataset=translated_mnist",
+            f"--data_dir={idx_dir}",
+            *_quick(model_dir),
+            "--glimpses=1",
+            entry=train.run,
+        )
+    assert stopped.value.code == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("train.py:")]
+    path = model_dir / "backup" / "latest.weights.h5"
+    assert f"No space left on device while writing the weights and optimizer " \
+        f"state to {path}" in line
+    assert "nothing of this run is saved yet" in line
+    assert "rerun the same command to resume" in line
+    assert not list(model_dir.rglob(".tmp-*"))
 
 
 def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
@@ -269,6 +357,7 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--alpha=1.5", "--alpha=1.5"),
         ("--glimpse_loss_from=3", "--glimpse_loss_from=3"),
         ("--mean=abc", "--mean=abc"),
+        ("--downsample=abc", "--downsample=abc"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(
