@@ -18,6 +18,7 @@ from absl import flags
 import pipelines
 import train
 from mgnet_tf import flops
+from mgnet_tf.localization import localization_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -83,6 +84,18 @@ def test_clean_accuracy_mflops_and_dynamic_exit(run_dir, tmp_path, idx_dir):
     predictions = np.argmax(model(images)["logits"], axis=-1)
     expected = np.mean(predictions == labels.numpy()[:, None], axis=0)
     np.testing.assert_allclose(clean["accuracy"], expected, atol=1e-6)
+    # Where the glimpses look, against the items' boxes: the images' own bright
+    # corner pixel (4, 6) of each 28 px item (tests/conftest.py) gives the box.
+    rows, cols = [], []
+    for image in images.numpy()[..., 0]:
+        r, c = np.nonzero(image)
+        rows.append(r.min() - 4)
+        cols.append(c.min() - 6)
+    boxes = np.stack([rows, cols, np.add(rows, 28), np.add(cols, 28)], 1)
+    params = model(images)["glimpse_params"].numpy()
+    where = localization_report(params, boxes, 112)
+    for key in ("mean_scale", "median_iou", "median_center_error_px"):
+        np.testing.assert_allclose(clean["localization"][key], where[key], atol=1e-5)
     first, _, last = clean["dynamic_exit"]
     assert (first["threshold"], first["mean_glimpses"]) == (0.0, 1.0)
     assert first["mean_mflops"] == pytest.approx(clean["mflops"][0])
@@ -101,6 +114,7 @@ def test_clean_accuracy_mflops_and_dynamic_exit(run_dir, tmp_path, idx_dir):
         "mflops",
         "latency_ms_batch1",
         "dynamic_exit",
+        "localization",
     }
     assert {"dataset", "data_dir", "split", "noise_std", "classes_file"} <= set(
         report["data"]
