@@ -1,30 +1,37 @@
 """The paper's Appendix B study on translated Fashion-MNIST: FF-Net vs MGNet.
 
-    python experiments/translated_fashion_mnist.py            # about 1.5 h on 2 CPU cores
-    python experiments/translated_fashion_mnist.py --quick    # a 2-minute smoke run
+    python experiments/translated_fashion_mnist.py            # about 10 h on 2 CPU cores
+    python experiments/translated_fashion_mnist.py --quick    # a few-minute smoke run
 
-Trains four models with the same epochs, schedule, batch and seed (the data set's
-preset, docs/training.md), on the training split, choosing nothing on the test split:
+Trains six models with the same epochs (20: until validation accuracy stops rising),
+schedule and batch (the data set's preset, presets.py and docs/training.md), on the
+training split, choosing nothing on the test split:
 
 - ff, ff_noise: FF-Net, the vanilla CNN on the whole 112x112 canvas
   (--glimpses=1 --downsample=1), clean and with Gaussian noise 0.3 (GT-MNIST protocol);
-- mgnet, mgnet_noise: MGNet, the same CNN on T=5 glimpses of 28x28 (M=4), the paper's
-  alpha=0.6 and s=0.02, glimpse-size penalty 0.1.
+- mgnet, mgnet_noise: MGNet, the same CNN on T=5 glimpses of 28x28 (M=4);
+- ff_seed1, mgnet_seed1 (--extra_seeds): the clean pair again with another seed, for
+  the seed spread.
 
 Then evaluates each final model on the test split with evaluate.py: accuracy and MFLOPs
-after each glimpse, the dynamic exit, FGSM and PGD (eps 4/255 and 8/255), the 15
-corruptions x 5 severities generated on the fly, and glimpse pictures. It prints the
-tables, writes them between the markers of docs/results.md (the text around them is
-kept), copies a few glimpse pictures to docs/images/results/ and the four models, without
-optimizer state, to checkpoints/.
+after each glimpse, where the glimpses look (mean s, centre error and IoU with the
+item's box), the dynamic exit, FGSM and PGD (eps 4/255 and 8/255), the 15 corruptions x
+5 severities generated on the fly, and glimpse pictures (the extra seeds: accuracy and
+localization only). It prints the tables, writes them between the markers of
+docs/results.md (the text around them is kept), copies a few glimpse pictures to
+docs/images/results/ and the four seed-0 models, without optimizer state, to
+checkpoints/.
 
 Every stage is skipped when its output exists, so an interrupted study resumes where it
-stopped; --overwrite starts again. Runs and reports go to --output_dir.
+stopped; --overwrite starts again. Runs and reports go to --output_dir. Each finished
+training run (config, metrics, model without optimizer: under 1 MB) and each report is
+also kept in --store_dir (experiments/results/translated_fashion_mnist), which is
+meant to be committed: the study takes longer than one working session, and a later
+invocation on another machine restores what is stored instead of training it again.
 """
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,15 +39,37 @@ import time
 
 from absl import app, flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import presets  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    command_line,
+    commit,
+    log,
+    machine,
+    run,
+    versions,
+    write_between_markers,
+)
 DATASET = "translated_fashion_mnist"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "output_dir", os.path.join(REPO, "runs", "study"), "Runs and reports go here."
 )
-flags.DEFINE_integer("epochs", 8, "Training epochs of every model.")
-flags.DEFINE_integer("seed", 0, "Seed of every run and evaluation.")
+flags.DEFINE_integer("epochs", 20, "Training epochs of every model.")
+flags.DEFINE_integer("seed", 0, "Seed of the shipped runs and of every evaluation.")
+flags.DEFINE_list(
+    "extra_seeds", ["1"], "More seeds of the clean FF-Net and MGNet (the seed spread)."
+)
+flags.DEFINE_string(
+    "store_dir",
+    os.path.join(REPO, "experiments", "results", DATASET),
+    "Finished runs (config, metrics, model without optimizer) and reports are kept "
+    "here, small enough to commit; a later invocation on any machine resumes from it.",
+)
 flags.DEFINE_integer("attack_examples", 500, "Test images attacked per model.")
 flags.DEFINE_integer("corruption_examples", 500, "Test images per corruption/severity.")
 flags.DEFINE_list("pgd_steps", "1,2,3,5,7,10,15,20", "PGD step counts.")
@@ -71,6 +100,17 @@ MODELS = {
     },
     "mgnet_noise": {"label": "MGNet", "flags": ["--noise_std=0.3"]},
 }
+STORED_FILES = ("config.json", "metrics.csv", "final.keras")
+
+
+def runs():
+    """{run name: (model, seed)}: the four shipped runs, then the clean pair again
+    with each extra seed."""
+    named = {name: (name, FLAGS.seed) for name in MODELS}
+    for seed in FLAGS.extra_seeds:
+        for name in ("ff", "mgnet"):
+            named[f"{name}_seed{int(seed)}"] = (name, int(seed))
+    return named
 # The paper's Table 4 (MNIST, not Fashion-MNIST): MFLOPs and top-1 %.
 PAPER = {
     "clean": {"ff": (67.950, 99.48), "mgnet": [(3.471, 84.37), (7.011, 99.31), (10.619, 99.54)]},
@@ -86,22 +126,17 @@ CLASSES = [
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def log(message):
-    print(f"[study {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def run(script, args, stage, timings):
-    command = [sys.executable, os.path.join(REPO, script), *args]
-    log(f"{stage}: {' '.join(command[1:])}")
-    start = time.time()
-    result = subprocess.run(command, cwd=REPO)
-    timings[stage] = time.time() - start
-    if result.returncode:
-        raise SystemExit(f"{stage} failed (exit {result.returncode}): {' '.join(command)}")
-
-
 def train(name, timings):
+    model, seed = runs()[name]
     model_dir = os.path.join(FLAGS.output_dir, name)
+    stored = os.path.join(FLAGS.store_dir, name)
+    if not os.path.exists(os.path.join(model_dir, "final.keras")) and all(
+        os.path.exists(os.path.join(stored, f)) for f in STORED_FILES
+    ):
+        os.makedirs(model_dir, exist_ok=True)
+        for f in STORED_FILES:
+            shutil.copyfile(os.path.join(stored, f), os.path.join(model_dir, f))
+        log(f"train {name}: restored from {stored}")
     if os.path.exists(os.path.join(model_dir, "final.keras")):
         log(f"train {name}: {model_dir}/final.keras exists, kept")
         timings[f"train {name}"] = None
@@ -110,21 +145,39 @@ def train(name, timings):
         f"--dataset={DATASET}",
         f"--model_dir={model_dir}",
         f"--epochs={FLAGS.epochs}",
-        f"--seed={FLAGS.seed}",
-        *MODELS[name]["flags"],
+        f"--seed={seed}",
+        *MODELS[model]["flags"],
     ]
     if FLAGS.data_dir:
         args.append(f"--data_dir={FLAGS.data_dir}")
     if FLAGS.quick:
         args += ["--steps_per_epoch=3", "--validation_steps=2"]
     run("train.py", args, f"train {name}", timings)
+    store_run(name, model_dir)
     return model_dir
 
 
+def store_run(name, model_dir):
+    """Keeps a finished run in --store_dir: its config, metrics and the model
+    without optimizer state (about 0.75 MB), to commit."""
+    stored = os.path.join(FLAGS.store_dir, name)
+    os.makedirs(stored, exist_ok=True)
+    for f in ("config.json", "metrics.csv"):
+        shutil.copyfile(os.path.join(model_dir, f), os.path.join(stored, f))
+    without_optimizer(os.path.join(model_dir, "final.keras"), os.path.join(stored, "final.keras"))
+    log(f"stored {name} in {stored}; commit it to keep it across machines")
+
+
 def evaluate(name, model_dir, report, args, timings):
-    """evaluate.py into <model_dir>/eval/<report>; kept when it exists."""
+    """evaluate.py into <model_dir>/eval/<report>; kept when it exists. Reports other
+    than "clean" (which also draws the pictures, and is quick) are kept in
+    --store_dir too and restored from there."""
     output = os.path.join(model_dir, "eval", report)
     path = os.path.join(output, "evaluation.json")
+    stored = os.path.join(FLAGS.store_dir, name, "eval", f"{report}.json")
+    if not os.path.exists(path) and report != "clean" and os.path.exists(stored):
+        os.makedirs(output, exist_ok=True)
+        shutil.copyfile(stored, path)
     if not os.path.exists(path):
         common = [
             f"--model_dir={model_dir}",
@@ -137,6 +190,9 @@ def evaluate(name, model_dir, report, args, timings):
         run("evaluate.py", common + args, f"evaluate {name} {report}", timings)
     else:
         timings[f"evaluate {name} {report}"] = None
+    if not os.path.exists(stored):
+        os.makedirs(os.path.dirname(stored), exist_ok=True)
+        shutil.copyfile(path, stored)
     with open(path) as f:
         return json.load(f)
 
@@ -144,6 +200,8 @@ def evaluate(name, model_dir, report, args, timings):
 def evaluate_model(name, model_dir, timings):
     noisy = name.endswith("_noise")
     mgnet = name.startswith("mgnet")
+    if name not in MODELS:  # an extra seed: clean accuracy and localization only
+        return {"clean": evaluate(name, model_dir, "clean", ["--latency_repeats=0"], timings)}
     results = {
         "clean": evaluate(
             name,
@@ -190,41 +248,18 @@ def pct(x):
     return f"{100 * x:.2f}"
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
-        memory = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return f"{os.cpu_count()} x {cpu}{memory}, {platform.system()} {platform.release()}"
-
-
-def versions():
-    code = "import tensorflow as tf, keras; print(tf.__version__, keras.__version__)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    ).stdout.split()
-    return f"Python {platform.python_version()}, TensorFlow {out[0]}, Keras {out[1]}" if len(out) == 2 else f"Python {platform.python_version()}"
-
-
-def commit():
-    def git(*args):
-        return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return head + (" (with uncommitted changes)" if dirty else "")
+def seed_cells(results, name, index):
+    """Top-1 % of `name` after glimpse `index`: the shipped seed, then the mean and
+    range over every seed run of it."""
+    values = [
+        results[run]["clean"]["clean"]["accuracy"][index]
+        for run, (model, _) in runs().items()
+        if model == name and run in results
+    ]
+    if len(values) == 1:
+        return f"{pct(values[0])} | -"
+    mean = sum(values) / len(values)
+    return f"{pct(values[0])} | {pct(mean)} ({pct(min(values))}-{pct(max(values))})"
 
 
 def table4(results, variant):
@@ -232,17 +267,39 @@ def table4(results, variant):
     ff = results["ff" + suffix]["clean"]["clean"]
     mg = results["mgnet" + suffix]["clean"]["clean"]
     paper = PAPER[variant]
+    seeds = 1 + (len(FLAGS.extra_seeds) if not suffix else 0)
     rows = [
-        "| Structure | MFLOPs | top-1 % (ours, Fashion-MNIST) | MFLOPs (paper) | top-1 % (paper, MNIST) |",
-        "|---|---:|---:|---:|---:|",
-        f"| FF-Net | {ff['mflops'][0]:.3f} | {pct(ff['accuracy'][0])} | {paper['ff'][0]:.3f} | {paper['ff'][1]:.2f} |",
+        "| Structure | MFLOPs | top-1 % (ours, Fashion-MNIST; shipped seed) "
+        f"| mean of {seeds} seed(s) (range) | MFLOPs (paper) | top-1 % (paper, MNIST) |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| FF-Net | {ff['mflops'][0]:.3f} | {seed_cells(results, 'ff' + suffix, 0)} | {paper['ff'][0]:.3f} | {paper['ff'][1]:.2f} |",
     ]
-    for t, (mflops, accuracy) in enumerate(zip(mg["mflops"], mg["accuracy"])):
+    for t, mflops in enumerate(mg["mflops"]):
         ref = paper["mgnet"][t] if t < len(paper["mgnet"]) else None
         ref_cells = f"{ref[0]:.3f} | {ref[1]:.2f}" if ref else "- | -"
         rows.append(
-            f"| MGNet {t + 1}-glimpse | {mflops:.3f} | {pct(accuracy)} | {ref_cells} |"
+            f"| MGNet {t + 1}-glimpse | {mflops:.3f} | {seed_cells(results, 'mgnet' + suffix, t)} | {ref_cells} |"
         )
+    return "\n".join(rows)
+
+
+def localization_table(results):
+    """Where each MGNet run's glimpses look on the test images."""
+    rows = [
+        "| run | glimpse | mean s | s 10th-90th pct | median centre error px | median IoU | IoU >= 0.5 |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for run, (model, seed) in runs().items():
+        if not model.startswith("mgnet") or run not in results:
+            continue
+        where = results[run]["clean"]["clean"]["localization"]
+        for t, scale in enumerate(where["mean_scale"]):
+            low, _, high = where["scale_quantiles"][t]
+            rows.append(
+                f"| {run} (seed {seed}) | {t + 1} | {scale:.3f} | {low:.2f}-{high:.2f} "
+                f"| {where['median_center_error_px'][t]:.1f} | {where['median_iou'][t]:.2f} "
+                f"| {pct(where['iou_at_least_0.5'][t])} % |"
+            )
     return "\n".join(rows)
 
 
@@ -395,17 +452,19 @@ def report(results, timings, total, command, revision):
     pictures = plots(results, destination)
     rel = lambda p: os.path.relpath(p, os.path.dirname(FLAGS.results))  # noqa: E731
     train_minutes = sum(v or 0 for k, v in timings.items() if k.startswith("train")) / 60
+    preset = presets.preset(DATASET)
     kept = [k for k, v in timings.items() if v is None]
     lines = [
-        BEGIN,
-        "<!-- Written by experiments/translated_fashion_mnist.py; edits between these markers are replaced. -->",
-        "",
         f"- Command: `{command}`",
         f"- Commit: {revision}; finished {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"- Machine: {machine()}; {versions()}",
         f"- Wall time of this invocation: {total / 60:.1f} min, of which training {train_minutes:.1f} min"
         + (f" ({len(kept)} stages done by an earlier invocation were kept and are not counted)" if kept else ""),
-        f"- Every model: {FLAGS.epochs} epochs, preset `{DATASET}` (SGD momentum 0.9, one-cycle to 0.05, batch 128, seed {FLAGS.seed}); "
+        f"- Every model: {FLAGS.epochs} epochs, preset `{DATASET}` (presets.py: SGD momentum {preset['momentum']}, "
+        f"one-cycle to {preset['learning_rate']}, batch {preset['batch_size']}, s = {preset['grad_scale']}, "
+        f"glimpse loss from glimpse {preset['glimpse_loss_from']}, size penalty {preset['size_penalty']} ({preset['size_penalty_mode']}), "
+        f"{preset['weight_decay_mode']} weight decay {preset['weight_decay']}, {preset['initializer']} initialization); "
+        f"seed {FLAGS.seed} for the shipped models, and seeds {', '.join(FLAGS.extra_seeds) or 'none'} for the clean pair's spread; "
         "trained on the first 55,000 training images, validated on the other 5,000, tested on the 10,000 test images with fixed positions (and noise).",
         "",
         "Stage wall times (s): "
@@ -414,6 +473,10 @@ def report(results, timings, total, command, revision):
         "### Table 4 format: translated Fashion-MNIST (clean)",
         "",
         table4(results, "clean"),
+        "",
+        "### Where the glimpses look (test images; s is the glimpse side over the image side, 0.25 = the 28 px item)",
+        "",
+        localization_table(results),
         "",
         "### Table 4 format: Gaussian-noise translated Fashion-MNIST (std 0.3)",
         "",
@@ -454,58 +517,47 @@ def report(results, timings, total, command, revision):
         "Noise 0.3:",
         "",
         choose_pictures(results, "mgnet_noise", destination),
-        "",
-        END,
     ]
-    generated = "\n".join(lines)
-    text = ""
-    if os.path.exists(FLAGS.results):
-        with open(FLAGS.results) as f:
-            text = f.read()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + generated + rest.split(END, 1)[1]
-    else:
-        text = (text or "# Results\n\n") + generated + "\n"
-    tmp = FLAGS.results + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, FLAGS.results)
-    return generated
+    return write_between_markers(FLAGS.results, BEGIN, END, "\n".join(lines))
 
 
-def ship(results, run_dirs):
-    """Copies each final model without its optimizer state to --checkpoints_dir."""
-    os.makedirs(FLAGS.checkpoints_dir, exist_ok=True)
+def without_optimizer(source, target):
+    """Saves the model in `source` to `target` without its optimizer state."""
     code = (
         "import sys, keras, mgnet_tf\n"
         "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
         "model.save(sys.argv[2])\n"
     )
-    for name, model_dir in run_dirs.items():
+    tmp = os.path.join(os.path.dirname(target), ".tmp-" + os.path.basename(target))
+    subprocess.run(
+        [sys.executable, "-c", code, source, tmp],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    os.replace(tmp, target)
+
+
+def ship(results, run_dirs):
+    """Copies each shipped final model without its optimizer state to
+    --checkpoints_dir."""
+    os.makedirs(FLAGS.checkpoints_dir, exist_ok=True)
+    for name in MODELS:
         target = os.path.join(FLAGS.checkpoints_dir, f"{DATASET}_{name}.keras")
-        tmp = os.path.join(FLAGS.checkpoints_dir, f".tmp-{name}.keras")
-        subprocess.run(
-            [sys.executable, "-c", code, os.path.join(model_dir, "final.keras"), tmp],
-            cwd=REPO,
-            check=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-        os.replace(tmp, target)
+        without_optimizer(os.path.join(run_dirs[name], "final.keras"), target)
         log(f"shipped {target} ({os.path.getsize(target) / 1e6:.2f} MB)")
 
 
 def main(argv):
     del argv
-    command = " ".join(
-        ["python", os.path.relpath(os.path.abspath(sys.argv[0]), REPO), *sys.argv[1:]]
-    )
+    command = command_line()
     if FLAGS.quick:
         # A smoke run publishes nothing into the repository.
         FLAGS.output_dir = FLAGS.output_dir.rstrip("/") + "-quick"
         FLAGS.results = os.path.join(FLAGS.output_dir, "results.md")
         FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
         FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
+        FLAGS.store_dir = os.path.join(FLAGS.output_dir, "store")
         FLAGS.epochs = 1
         FLAGS.attack_examples = FLAGS.corruption_examples = 16
     if FLAGS.overwrite and os.path.exists(FLAGS.output_dir):
@@ -513,7 +565,7 @@ def main(argv):
     start = time.time()
     revision = commit()  # the code that ran, before anything is written
     timings = {}
-    run_dirs = {name: train(name, timings) for name in MODELS}
+    run_dirs = {name: train(name, timings) for name in runs()}
     results = {name: evaluate_model(name, d, timings) for name, d in run_dirs.items()}
     ship(results, run_dirs)
     total = time.time() - start

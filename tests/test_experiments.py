@@ -46,4 +46,20 @@ def test_study_script_quick_run(tmp_path, idx_dir):
     # A second run keeps every finished stage.
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "18 stages done by an earlier invocation were kept" in again.stdout
+    # 6 trainings (the four shipped runs and the clean pair's second seed), 16 reports.
+    assert "22 stages done by an earlier invocation were kept" in again.stdout
+    # Each finished run is kept, small, in the store (to commit), and restored from it.
+    store = quick / "store"
+    assert sorted(os.listdir(store)) == sorted(
+        ["ff", "ff_noise", "mgnet", "mgnet_noise", "ff_seed1", "mgnet_seed1"]
+    )
+    for name in ("config.json", "metrics.csv", "final.keras"):
+        assert (store / "mgnet_seed1" / name).exists()
+    assert (store / "ff" / "eval" / "pgd_8.json").exists()
+    assert "Where the glimpses look" in results and "mgnet_seed1 (seed 1)" in results
+    import shutil  # noqa: PLC0415
+
+    shutil.rmtree(quick / "ff")  # as on a new machine: only the store has it
+    third = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "train ff: restored from" in third.stdout

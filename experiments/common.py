@@ -1,0 +1,88 @@
+"""Helpers shared by the experiment scripts: running a stage, describing the machine
+and the code, and filling a marked part of a Markdown file."""
+
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(message):
+    print(f"[experiment {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(script, args, stage, timings):
+    command = [sys.executable, os.path.join(REPO, script), *args]
+    log(f"{stage}: {' '.join(command[1:])}")
+    start = time.time()
+    result = subprocess.run(command, cwd=REPO)
+    timings[stage] = time.time() - start
+    if result.returncode:
+        raise SystemExit(f"{stage} failed (exit {result.returncode}): {' '.join(command)}")
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
+        memory = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{os.cpu_count()} x {cpu}{memory}, {platform.system()} {platform.release()}"
+
+
+def versions():
+    code = "import tensorflow as tf, keras; print(tf.__version__, keras.__version__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ).stdout.split()
+    return f"Python {platform.python_version()}, TensorFlow {out[0]}, Keras {out[1]}" if len(out) == 2 else f"Python {platform.python_version()}"
+
+
+def commit():
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
+def command_line():
+    """The command that started this process, as a user would type it."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return " ".join(["python", script, *sys.argv[1:]])
+
+
+def write_between_markers(path, begin, end, body):
+    """Replaces the text between `begin` and `end` in `path` with `body` (appends
+    the marked block when the markers are missing); the rest of the file is kept.
+    Written atomically. Returns the marked block as written."""
+    generated = f"{begin}\n<!-- Written by {os.path.relpath(os.path.abspath(sys.argv[0]), REPO)}; edits between these markers are replaced. -->\n\n{body}\n{end}"
+    text = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + generated + rest.split(end, 1)[1]
+    else:
+        text = (text or "# Results\n\n") + generated + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return generated
