@@ -381,10 +381,8 @@ def _image_files(
         transform = _train_transform(imagenet_like, info.channels, size, policy)
     else:
         transform = eval_transform(imagenet_like, info.channels, size)
-    dataset = dataset.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-    # The backstop for files that look complete but still fail to decode; their
-    # errors are logged (without the path, which tf.data does not know).
-    return dataset.ignore_errors(log_warning=True)
+    # Files that look complete but still fail to decode are named and counted too.
+    return skipped.map_or_skip(dataset, transform)
 
 
 def _train_transform(imagenet_like, channels, size, policy):

@@ -225,13 +225,11 @@ def imagenet_c_dataset(
     dataset = dataset.filter(
         lambda path, data, label: skipped.keep_complete(path, data)
     )
-    dataset = dataset.map(
-        eval_transform(center_crop, channels, image_size),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    # As in `build_dataset`: files that look complete but still fail to decode
+    # are named and counted too.
+    dataset = skipped.map_or_skip(
+        dataset, eval_transform(center_crop, channels, image_size)
     )
-    # As in `build_dataset`: the backstop for files that look complete but
-    # still fail to decode.
-    dataset = dataset.ignore_errors(log_warning=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -99,6 +99,12 @@ def looks_complete(image_bytes):
     return jpeg | png | gif | bmp | webp
 
 
+def _zeros_of(spec):
+    """Zeros of a `tf.TensorSpec`, with 0 for each unknown dimension."""
+    shape = [0 if size is None else size for size in spec.shape.as_list()]
+    return tf.zeros(shape, spec.dtype)
+
+
 class SkippedFiles:
     """Counts (and names on stderr) the files that a pipeline drops.
 
@@ -128,6 +134,49 @@ class SkippedFiles:
             return tf.constant(False)
 
         return tf.cond(looks_complete(image_bytes), lambda: tf.constant(True), skip)
+
+    def map_or_skip(self, dataset, transform):
+        """`dataset.map(transform)`, dropping the elements whose transform fails.
+
+        For a file that passes `keep_complete` but still fails to decode: it is
+        named on stderr and counted like an incomplete file. Order is kept.
+
+        Args:
+            dataset: A `tf.data.Dataset` of `(path, image_bytes, *rest)`.
+            transform: The map function of those elements, e.g. a decode.
+
+        Returns:
+            The `tf.data.Dataset` of `transform`'s outputs.
+        """
+
+        def attempt(path, *rest):
+            # One element in a dataset of its own: ignore_errors drops it when the
+            # transform fails, and the placeholder behind it then comes out instead.
+            done = (
+                tf.data.Dataset.from_tensors((path, *rest))
+                .map(lambda *element: (element[0], transform(*element), True))
+                .ignore_errors()
+            )
+            placeholder = tf.nest.map_structure(_zeros_of, done.element_spec[1])
+            failed = tf.data.Dataset.from_tensors((path, placeholder, False))
+            return done.concatenate(failed).take(1)
+
+        def keep(path, output, decoded):
+            def skip():
+                message = tf.strings.join(["Skipping unreadable image: ", path])
+                tf.print(message, output_stream=sys.stderr)
+                self._count.assign_add(1)
+                return tf.constant(False)
+
+            return tf.cond(decoded, lambda: tf.constant(True), skip)
+
+        dataset = dataset.interleave(
+            attempt,
+            cycle_length=tf.data.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        return dataset.filter(keep).map(lambda path, output, decoded: output)
 
     def count(self):
         """The number of files skipped so far, as an int."""

@@ -286,19 +286,34 @@ def test_dataset_info_is_cached(roots):
     )
 
 
-def test_file_that_looks_complete_but_fails_to_decode_is_dropped(
-    imagenet_root, tmp_path
+@pytest.mark.parametrize("training", [False, True])
+def test_file_that_looks_complete_but_fails_to_decode_is_named_and_counted(
+    imagenet_root, tmp_path, capfd, training
 ):
     root = tmp_path / "corrupt"
     shutil.copytree(imagenet_root, root)
-    (root / "val" / "n01443537" / "bad.jpg").write_bytes(b"\xff\xd8garbage\xff\xd9")
+    split = "train" if training else "val"
+    bad = root / split / "n01443537" / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8garbage\xff\xd9")  # passes the JPEG marker check
     skipped = SkippedFiles()
     dataset = build_dataset(
-        "folder", "validation", str(root), 9, image_size=8, skipped=skipped
+        "folder",
+        "train" if training else "validation",
+        str(root),
+        1,
+        image_size=8,
+        training=training,
+        seed=0,
+        skipped=skipped,
     )
     _, labels = collect(dataset)
-    np.testing.assert_array_equal(labels[0], [0, 0, 1, 1, 2, 2, 3, 3])
-    assert skipped.count() == 0  # dropped by the ignore_errors backstop
+    labels = np.concatenate(labels)
+    if training:
+        assert sorted(labels.tolist()) == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    else:
+        np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2, 3, 3])
+    assert skipped.count() == 1
+    assert f"Skipping unreadable image: {bad}\n" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["tiny_imagenet", "imagenet"])
