@@ -24,6 +24,7 @@ from absl import app, flags, logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import mgnet_tf  # noqa: E402  (first: it starts TensorFlow without no-GPU noise)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -36,6 +37,7 @@ from mgnet_tf.callbacks import (  # noqa: E402
     GlimpseImages,
     LearningRateLogger,
     LocalizationLogger,
+    epoch_summary,
 )
 from mgnet_tf.mgnet import INITIALIZERS, SIZE_PENALTY_MODES  # noqa: E402
 from mgnet_tf.optimizers import WEIGHT_DECAY_MODES, sgd  # noqa: E402
@@ -527,6 +529,10 @@ def main(argv):
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: _report_skipped(skipped)
         ),
+        # Last: it prints what the callbacks above added (at most 100 columns).
+        epoch_summary(
+            config["epochs"], steps_per_epoch, progress=sys.stdout.isatty()
+        ),
     ]
     if state == "resume":
         logging.info(
@@ -540,7 +546,7 @@ def main(argv):
         validation_steps=config["validation_steps"],
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=0,  # epoch_summary prints the progress
     )
     if not chief:
         tf.io.gfile.rmtree(model_dir)  # the chief holds the run's files
@@ -565,15 +571,16 @@ def _finish_export(model_dir):
         model_dir,
         final_path,
     )
-    _export(keras.saving.load_model(final_path), model_dir)
+    _export(checkpoints.load_model(final_path), model_dir)
 
 
 class _CSVLogger(keras.callbacks.CSVLogger):
-    """Keras' CSV logger; a full disk names the file."""
+    """Keras' CSV logger, with epochs counted from 1 as on the console; a full disk
+    names the file."""
 
     def on_epoch_end(self, epoch, logs=None):
         try:
-            super().on_epoch_end(epoch, logs)
+            super().on_epoch_end(epoch + 1, logs)
         except OSError as error:
             if checkpoints.is_disk_full(error):
                 raise checkpoints.DiskFullError(

@@ -1,8 +1,12 @@
 """mgnet-tf: the Multi-Glimpse Network (MGNet, BMVC 2021) in Keras 3 / TensorFlow."""
 
 # schedules is imported for its registration: trained .keras files name OneCycle.
-from mgnet_tf import backbones, layers, schedules
-from mgnet_tf.mgnet import MGNet, glimpse_size
+from mgnet_tf import _native_logs
+
+_native_logs.start_quietly()  # before Keras and TensorFlow are imported below
+
+from mgnet_tf import backbones, layers, schedules  # noqa: E402
+from mgnet_tf.mgnet import MGNet, glimpse_size  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ import re
 import signal
 import time
 import uuid
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -136,6 +137,42 @@ def save_model(model, path):
     _write_then_rename(path, model.save, "the model")
 
 
+class ModelFileError(ValueError):
+    """A model file that is missing, cut short or not a `.keras` archive."""
+
+
+def load_model(path):
+    """Loads a `.keras` file, with a clear error for one that cannot be read.
+
+    Keras says "File not found" for a file that exists but is cut short (an
+    interrupted copy or download); this names the file, its size and the cause.
+
+    Raises:
+        ModelFileError: `path` is missing, is not a complete zip archive (a `.keras`
+            file is one), or Keras cannot rebuild a model from it.
+    """
+    if not tf.io.gfile.exists(path):
+        raise ModelFileError(f"{path} does not exist; expected a .keras file")
+    if tf.io.gfile.isdir(path):
+        raise ModelFileError(
+            f"{path} is a directory; expected a .keras file (a SavedModel directory "
+            "is for serving, see docs/serving.md)"
+        )
+    size = tf.io.gfile.stat(path).length
+    with tf.io.gfile.GFile(path, "rb") as file:
+        complete = zipfile.is_zipfile(file)
+    if not complete:
+        raise ModelFileError(
+            f"{path} ({size} bytes) is not a complete .keras file (a zip archive): it "
+            "may be cut short by an interrupted copy or download. Copy it again, or "
+            "use the run's other model (final.keras or best.keras)."
+        )
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:
+        raise ModelFileError(f"{path}: Keras cannot load it: {error}") from error
+
+
 def save_weights(model, path):
     """Saves `model`'s weights (and optimizer state) to `path` (`.weights.h5`) atomically."""
     _write_then_rename(path, model.save_weights, "the weights and optimizer state")
@@ -152,7 +189,11 @@ def write_json(data, path):
 
 
 def keep_csv_epochs(path, epochs):
-    """Keeps only the rows of epochs `< epochs` in the CSV log at `path` (atomically).
+    """Keeps only the rows of epochs 1..`epochs` in the CSV log at `path` (atomically).
+
+    Epochs are counted from 1, as train.py writes them (runs written before
+    2026-11-30 counted from 0; their rows are kept alike, with one unfinished epoch
+    at most kept twice).
 
     A run killed after logging an epoch but before backing it up repeats that epoch
     when rerun; without this its row would appear twice. Rows that cannot be parsed
@@ -176,7 +217,7 @@ def keep_csv_epochs(path, epochs):
             ok = (
                 line.endswith("\n")
                 and len(row) == len(header)
-                and int(row[header.index("epoch")]) < epochs
+                and int(row[header.index("epoch")]) <= epochs
             )
         except ValueError:
             ok = False

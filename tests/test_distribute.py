@@ -153,8 +153,8 @@ def test_sigkill_mid_epoch_then_rerun_resumes(tmp_path, idx_dir):
     assert "Resuming the interrupted run" in result.stderr
     epochs = _epochs(model_dir)
     # Epochs before the kill are not run again; the rest are.
-    assert epochs[:completed] == list(range(completed))
-    assert epochs[-1] == 2 and epochs.count(completed - 1) == 1
+    assert epochs[:completed] == list(range(1, completed + 1))  # counted from 1
+    assert epochs[-1] == 3 and epochs.count(completed) == 1
     keras.saving.load_model(model_dir / "final.keras")
     leftovers = [p for p in model_dir.rglob(".tmp-*")]
     assert not leftovers, leftovers
@@ -228,7 +228,7 @@ def test_two_workers_on_localhost(tmp_path, make_idx):
         assert process.returncode == 0, output[-3000:]
     config = json.loads((model_dir / "config.json").read_text())
     assert (config["strategy"], config["num_replicas"]) == ("multi_worker", 2)
-    assert _epochs(model_dir) == [0, 1]
+    assert _epochs(model_dir) == [1, 2]
     keras.saving.load_model(model_dir / "final.keras")
     assert (model_dir / "saved_model").exists()
     # Only the chief's files remain: the other worker's scratch directory is gone.

@@ -215,11 +215,11 @@ def test_interrupted_run_resumes_where_it_stopped(
     assert "Rerun the same command to resume" in line
     assert (model_dir / "backup" / "training_metadata.json").exists()
     assert not (model_dir / "final.keras").exists()
-    assert _epochs(model_dir) == [0]
+    assert _epochs(model_dir) == [1]  # counted from 1, as on the console
 
     monkeypatch.undo()
     run_train(*args)
-    assert _epochs(model_dir) == [0, 1]  # epoch 2 ran, epoch 1 was not repeated
+    assert _epochs(model_dir) == [1, 2]  # epoch 2 ran, epoch 1 was not repeated
     assert (model_dir / "final.keras").exists()
     assert not (model_dir / "backup").exists()
 
@@ -247,7 +247,7 @@ def test_finished_run_is_not_overwritten_without_asking(run_train, tmp_path, idx
     assert len(list((old / "logs" / "train").glob("events.out.tfevents.*"))) == 1
     assert len(list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))) == 1
     assert not (model_dir / "notes.txt").exists()
-    assert _epochs(model_dir) == [0]
+    assert _epochs(model_dir) == [1]
 
 
 def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
