@@ -24,6 +24,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import mgnet_tf  # noqa: E402  (first: it starts TensorFlow without no-GPU noise)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -34,6 +35,7 @@ from mgnet_tf import MGNet, attacks, checkpoints, evaluation, flops, localizatio
 from mgnet_tf.layers import sample_glimpses  # noqa: E402
 from mgnet_tf.visualize import glimpse_picture  # noqa: E402
 from pipelines import corruptions as corruption_lib  # noqa: E402
+from pipelines.image_folder import IMAGE_EXTENSIONS, is_image_file  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -116,7 +118,10 @@ def load_run(model_dir, model_path, checkpoint):
         raise app.UsageError(
             f"No model at {model_path}; expected a .keras file from train.py"
         )
-    model = keras.saving.load_model(model_path)
+    try:
+        model = checkpoints.load_model(model_path)
+    except checkpoints.ModelFileError as error:
+        raise app.UsageError(str(error)) from None
     if not isinstance(model, MGNet):
         raise app.UsageError(
             f"{model_path} holds a {type(model).__name__}, not an MGNet"
@@ -276,11 +281,16 @@ def _corruption_accuracy(model, settings, corruption, severity):
 
 
 def corruption_names():
-    if FLAGS.corruptions_dir:
-        available = corruption_lib.available_corruptions(FLAGS.corruptions_dir)
-        names = FLAGS.corruptions or sorted(available)
-        return corruption_lib.validate_corruptions(names)
-    return corruption_lib.validate_corruptions(FLAGS.corruptions)
+    """The corruptions to evaluate; a bad name or directory is a usage error."""
+    try:
+        if FLAGS.corruptions_dir:
+            available = corruption_lib.available_corruptions(FLAGS.corruptions_dir)
+            names = FLAGS.corruptions or sorted(available)
+            return corruption_lib.validate_corruptions(names)
+        return corruption_lib.validate_corruptions(FLAGS.corruptions)
+    except (ValueError, FileNotFoundError) as error:
+        flag = "--corruptions_dir" if FLAGS.corruptions_dir else "--corruptions"
+        raise app.UsageError(f"{flag}: {error}") from None
 
 
 def corruption_section(model, settings, names, severities):
@@ -360,11 +370,28 @@ def pictures_section(model, settings, directory):
     return paths, details
 
 
-def images_section(model, class_names, directory):
-    """Top classes after each glimpse for each file matching --images."""
+def image_paths():
+    """The files --images names: a glob's matches, or a directory's image files."""
+    if tf.io.gfile.isdir(FLAGS.images):  # a directory: the image files in it
+        names = tf.io.gfile.listdir(FLAGS.images)
+        paths = sorted(
+            os.path.join(FLAGS.images, name) for name in names if is_image_file(name)
+        )
+        if not paths:
+            raise app.UsageError(
+                f"--images={FLAGS.images} is a directory with no image file in it "
+                f"(looked for {', '.join(IMAGE_EXTENSIONS)}); give a glob such as "
+                f"'{os.path.join(FLAGS.images, '*', '*.jpg')}' for subdirectories"
+            )
+        return paths
     paths = sorted(tf.io.gfile.glob(FLAGS.images))
     if not paths:
         raise app.UsageError(f"--images={FLAGS.images} matches no file")
+    return paths
+
+
+def images_section(model, class_names, paths, directory):
+    """Top classes after each glimpse for each of `paths` (from `image_paths`)."""
     results, images, kept = [], [], []
     for path in paths:
         try:
@@ -550,6 +577,7 @@ def main(argv):
         raise app.UsageError(
             f"{output_dir} already holds a report; pass --overwrite or another --output_dir"
         )
+    paths = image_paths() if FLAGS.images is not None else None  # checked before work
     tf.io.gfile.makedirs(output_dir)
 
     report = {
@@ -577,7 +605,7 @@ def main(argv):
         )
     if FLAGS.images is not None:
         report["images"] = images_section(
-            model, settings.get("class_names"), os.path.join(output_dir, "images")
+            model, settings.get("class_names"), paths, os.path.join(output_dir, "images")
         )
     report["plots"] = write_plots(report, output_dir)
     checkpoints.write_json(report, os.path.join(output_dir, "evaluation.json"))
@@ -585,5 +613,21 @@ def main(argv):
     print(f"\nReport: {os.path.join(output_dir, 'evaluation.json')}")
 
 
+def run(argv):
+    """`main`, with the errors a user can cause ending in one message and a non-zero
+    exit status instead of a traceback or the whole flag list."""
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("evaluate.py: Interrupted; no report was written.", file=sys.stderr)
+        sys.exit(130)
+    except app.UsageError as error:
+        print(
+            f"evaluate.py: {error}\nSee python evaluate.py --help for the flags.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(run)

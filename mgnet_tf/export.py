@@ -23,7 +23,6 @@ import argparse
 import os
 import posixpath
 
-import keras
 import tensorflow as tf
 
 from mgnet_tf import checkpoints
@@ -39,6 +38,7 @@ class _Serving(tf.Module):
 
     def _prepare(self, images):
         """uint8 (B, H, W, 3) -> float (B, S, S, C) in [0, 1] at the model's size."""
+        images = _checked(images)
         images = tf.image.resize(
             tf.cast(images, tf.float32),
             (self.model.image_size, self.model.image_size),
@@ -79,6 +79,30 @@ class _Serving(tf.Module):
                 (self.model.image_size, self.model.image_size, 3), tf.uint8
             ),
         )
+
+
+EXPECTED = (
+    "expected uint8 RGB images of shape (batch, height, width, 3) with batch, height "
+    "and width at least 1 (send a grayscale image with its channel repeated 3 times, "
+    "or as PNG/JPEG bytes to serving_bytes)"
+)
+
+
+def _checked(images):
+    """`images`, after graph checks whose errors say what a request should hold;
+    without them a wrong channel count or an empty batch fails deep in the model
+    ("Matrix size-incompatible", "input depth must be evenly divisible")."""
+    shape = tf.shape(images)
+    checks = [
+        tf.debugging.assert_equal(
+            shape[3], 3, message=f"Wrong number of channels: {EXPECTED}; got shape"
+        ),
+        tf.debugging.assert_positive(
+            shape[:3], message=f"Empty batch or image: {EXPECTED}; got shape"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
 
 
 def signatures(model):
@@ -173,9 +197,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import mgnet_tf  # noqa: F401, PLC0415 (registers the custom objects for loading)
 
-    if not tf.io.gfile.exists(args.model):
-        parser.error(f"--model={args.model} does not exist; expected a .keras file")
-    model = keras.saving.load_model(args.model)
+    try:
+        model = checkpoints.load_model(args.model)
+    except checkpoints.ModelFileError as error:
+        parser.error(f"--model: {error}")
     names = export_saved_model(model, args.output)
     print(f"Wrote {args.output} with signatures {names}")
 

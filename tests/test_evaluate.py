@@ -245,6 +245,11 @@ def test_users_own_images(run_dir, tmp_path):
             len(entry["top_per_glimpse"]) == 3 and len(entry["top_per_glimpse"][0]) == 2
         )
         assert open(entry["picture"], "rb").read(8) == PNG_SIGNATURE
+    # A directory reads the image files in it, as the glob does.
+    by_dir, _ = _evaluate(run_dir, tmp_path, f"--images={folder}", "--overwrite")
+    assert [e["path"] for e in by_dir["images"]] == [
+        e["path"] for e in report["images"]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -257,16 +262,27 @@ def test_users_own_images(run_dir, tmp_path):
             "10 classes",
         ),
         (("--model_dir={run}", "--severities=0,6"), "--severities"),
+        (("--model={truncated}",), "is not a complete .keras file (a zip archive)"),
+        (("--model={run}/final.keras", "--images={empty}"), "no image file in it"),
     ],
 )
 def test_bad_input_fails_before_any_work(
     run_dir, tmp_path, tiny_imagenet_root, args, message
 ):
-    paths = {"empty": tmp_path, "run": run_dir, "tiny": tiny_imagenet_root}
+    truncated = tmp_path / "final.keras"  # an interrupted copy of a good model
+    truncated.write_bytes((run_dir / "final.keras").read_bytes()[:20000])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    paths = {"empty": empty, "run": run_dir, "tiny": tiny_imagenet_root}
+    paths["truncated"] = truncated
     output = tmp_path / "o"
     result = _evaluate_process(
         *[a.format(**paths) for a in args], f"--output_dir={output}"
     )
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == 1
+    # One message and the pointer to --help: no traceback, no flag list, no GPU probe.
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "See python evaluate.py --help for the flags."
+    assert message in lines[-2] and lines[-2].startswith("evaluate.py: ")
+    assert "Traceback" not in result.stderr and "cuInit" not in result.stderr
     assert not output.exists()

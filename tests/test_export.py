@@ -41,14 +41,20 @@ CLIENT = textwrap.dedent("""
         "rank3": lambda f: f(images=tf.constant(data["images"][0])),
         "two_channels": lambda f: f(images=tf.constant(data["images"][..., :2])),
         "float": lambda f: f(images=tf.constant(data["images"].astype("float32"))),
+        "one_channel": lambda f: f(images=tf.constant(data["images"][..., :1])),
+        "empty_batch": lambda f: f(images=tf.constant(data["images"][:0])),
+        "empty_image": lambda f: f(images=tf.constant(data["images"][:, :0])),
     }
-    results["bad"] = {}
-    for case, call in bad.items():
-        try:
-            call(loaded.signatures["serving_default"])
-            results["bad"][case] = "accepted"
-        except Exception as error:
-            results["bad"][case] = type(error).__name__
+    results["bad"], results["messages"] = {}, {}
+    for signature in ("serving_default", "glimpses_1"):
+        for case, call in bad.items():
+            key = case if signature == "serving_default" else f"{signature}_{case}"
+            try:
+                call(loaded.signatures[signature])
+                results["bad"][key] = "accepted"
+            except Exception as error:
+                results["bad"][key] = type(error).__name__
+                results["messages"][key] = str(error)[:3000]
     try:
         loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"not an image"]))
         results["bad"]["not_an_image"] = "accepted"
@@ -192,6 +198,21 @@ def test_bad_requests_are_errors(exported):
     assert results["bad"]["two_channels"] != "accepted"
     assert results["bad"]["float"] != "accepted"
     assert results["bad"]["not_an_image"] == "InvalidArgumentError"
+
+
+@pytest.mark.parametrize(
+    "case", ["two_channels", "one_channel", "empty_batch", "empty_image"]
+)
+@pytest.mark.parametrize("prefix", ["", "glimpses_1_"])
+def test_bad_shapes_are_refused_with_the_expected_shape_and_dtype(
+    exported, case, prefix
+):
+    _, _, _, results, _, _ = exported
+    assert results["bad"][prefix + case] == "InvalidArgumentError"
+    message = results["messages"][prefix + case]
+    assert "expected uint8 RGB images of shape (batch, height, width, 3)" in message
+    cause = "Empty batch or image" if case.startswith("empty") else "Wrong number of channels"
+    assert cause in message
 
 
 def test_other_sizes_are_resized_and_grey_models_get_grey(tmp_path):
