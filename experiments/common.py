@@ -86,3 +86,26 @@ def write_between_markers(path, begin, end, body):
         f.write(text)
     os.replace(tmp, path)
     return generated
+
+
+def train_args(dataset, model_dir, epochs, seed, extra=(), data_dir=None, smoke_steps=None):
+    """train.py's arguments for one run of an experiment.
+
+    Args:
+        dataset, model_dir, epochs, seed: train.py's flags of the same names.
+        extra: Further flags, e.g. the change an ablation run makes.
+        data_dir: train.py's --data_dir, if given.
+        smoke_steps: For smoke runs: steps per epoch (validation then takes 2).
+    """
+    args = [
+        f"--dataset={dataset}",
+        f"--model_dir={model_dir}",
+        f"--epochs={epochs}",
+        f"--seed={seed}",
+        *extra,
+    ]
+    if data_dir:
+        args.append(f"--data_dir={data_dir}")
+    if smoke_steps:
+        args += [f"--steps_per_epoch={smoke_steps}", "--validation_steps=2"]
+    return args

@@ -1,7 +1,7 @@
 """Which training recipe lets MGNet learn where to look: short ablations on translated
 Fashion-MNIST.
 
-    python experiments/localization_ablation.py                 # every run, ~6 min each on 2 CPU cores
+    python experiments/localization_ablation.py                 # every run, ~15 min each on 2 CPU cores
     python experiments/localization_ablation.py --runs=base,gs1 --epochs=4
 
 Each run is `train.py` on the `translated_fashion_mnist` preset with the same seed and
@@ -41,6 +41,7 @@ OFFICIAL = [
 # its winner, the official glimpse loss from glimpse 2, is today's preset (`loss2`).
 # Round 2 changes one thing at a time from today's preset.
 PAPER_LOSS = ["--glimpse_loss_from=1"]
+NORM_INIT = ["--mean=0.1307", "--std=0.3081", "--initializer=torch"]
 RUNS = {
     # Round 1
     "base": ("round 1 base: glimpse loss on glimpses 1..T (eq. 8), s = 0.02", PAPER_LOSS),
@@ -63,6 +64,13 @@ RUNS = {
     "confident_last": (
         "loss2, size penalty on the last glimpse of confident examples (official form)",
         ["--size_penalty_mode=confident_last"],
+    ),
+    # Round 3: the two round-2 changes that helped most, together, without and with
+    # a strong size penalty in the official form (every round-2 run kept s at a_max).
+    "norm_init": ("loss2, norm + torch_init", NORM_INIT),
+    "norm_init_penalty1": (
+        "loss2, norm + torch_init, size penalty 1 on the last glimpse of confident examples",
+        NORM_INIT + ["--size_penalty_mode=confident_last", "--size_penalty=1"],
     ),
 }
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
@@ -107,17 +115,15 @@ def run_one(name, train_flags, timings):
         return {"validation": last_row(stored), "test": clean}
     model_dir = os.path.join(FLAGS.output_dir, name)
     if not os.path.exists(os.path.join(model_dir, "final.keras")):
-        args = [
-            f"--dataset={DATASET}",
-            f"--model_dir={model_dir}",
-            f"--epochs={FLAGS.epochs}",
-            f"--seed={FLAGS.seed}",
-            *train_flags,
-        ]
-        if FLAGS.data_dir:
-            args.append(f"--data_dir={FLAGS.data_dir}")
-        if FLAGS.steps_per_epoch:
-            args += [f"--steps_per_epoch={FLAGS.steps_per_epoch}", "--validation_steps=2"]
+        args = common.train_args(
+            DATASET,
+            model_dir,
+            FLAGS.epochs,
+            FLAGS.seed,
+            train_flags,
+            FLAGS.data_dir,
+            smoke_steps=FLAGS.steps_per_epoch,
+        )
         common.run("train.py", args, f"train {name}", timings)
     output = os.path.join(model_dir, "eval", "test")
     path = os.path.join(output, "evaluation.json")
@@ -177,6 +183,7 @@ def main(argv):
         raise app.UsageError(f"--runs: {unknown} are not in {list(RUNS)}")
     timings = {}
     results = {}
+    os.makedirs(FLAGS.output_dir, exist_ok=True)  # ablation.json goes there
     for name, (_, train_flags) in runs.items():
         results[name] = run_one(name, train_flags, timings)
         with open(os.path.join(FLAGS.output_dir, "ablation.json"), "w") as f:

@@ -50,9 +50,11 @@ from common import (  # noqa: E402
     log,
     machine,
     run,
+    train_args,
     versions,
     write_between_markers,
 )
+
 DATASET = "translated_fashion_mnist"
 
 FLAGS = flags.FLAGS
@@ -141,17 +143,15 @@ def train(name, timings):
         log(f"train {name}: {model_dir}/final.keras exists, kept")
         timings[f"train {name}"] = None
         return model_dir
-    args = [
-        f"--dataset={DATASET}",
-        f"--model_dir={model_dir}",
-        f"--epochs={FLAGS.epochs}",
-        f"--seed={seed}",
-        *MODELS[model]["flags"],
-    ]
-    if FLAGS.data_dir:
-        args.append(f"--data_dir={FLAGS.data_dir}")
-    if FLAGS.quick:
-        args += ["--steps_per_epoch=3", "--validation_steps=2"]
+    args = train_args(
+        DATASET,
+        model_dir,
+        FLAGS.epochs,
+        seed,
+        MODELS[model]["flags"],
+        FLAGS.data_dir,
+        smoke_steps=3 if FLAGS.quick else None,
+    )
     run("train.py", args, f"train {name}", timings)
     store_run(name, model_dir)
     return model_dir
