@@ -73,6 +73,13 @@ PRESETS = {
         "epochs": 20,
         "batch_size": 128,
         "weight_decay": 0.0,
+        # (official code) MNIST's mean and std, and Kaiming-normal heads with PyTorch's
+        # convolution init. (measured) Together, 4 epochs on translated Fashion-MNIST:
+        # test top-1 after 3 glimpses 78.3% against 67.3% with 0.5/0.5 and Keras' init,
+        # second glimpse 13.5 px from the item's centre against 20.6 (docs/results.md).
+        "mean": (0.1307,),
+        "std": (0.3081,),
+        "initializer": "torch",
     },
 }
 PRESETS["imagenet"] = dict(PRESETS["imagenet100"])

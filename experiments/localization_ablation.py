@@ -40,6 +40,10 @@ OFFICIAL = [
 # preset of that time, whose glimpse loss covered every glimpse (--glimpse_loss_from=1);
 # its winner, the official glimpse loss from glimpse 2, is today's preset (`loss2`).
 # Round 2 changes one thing at a time from today's preset.
+# Rounds 1-3 ran against the preset of their day: normalization 0.5/0.5 and Keras'
+# initializers. Pinned here so that a rerun is the same run whatever the preset now says
+# (a run's own flags come later and win).
+ROUND_BASE = ["--mean=0.5", "--std=0.5", "--initializer=keras"]
 PAPER_LOSS = ["--glimpse_loss_from=1"]
 NORM_INIT = ["--mean=0.1307", "--std=0.3081", "--initializer=torch"]
 RUNS = {
@@ -120,7 +124,7 @@ def run_one(name, train_flags, timings):
             model_dir,
             FLAGS.epochs,
             FLAGS.seed,
-            train_flags,
+            ROUND_BASE + list(train_flags),
             FLAGS.data_dir,
             smoke_steps=FLAGS.steps_per_epoch,
         )
