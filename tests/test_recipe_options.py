@@ -252,3 +252,30 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
 def test_bad_options_name_the_value(kwargs, name):
     with pytest.raises(ValueError, match=name):
         _tiny(3, **kwargs)
+
+
+def test_a_model_trained_with_coupled_weight_decay_loads_where_only_mgnet_tf_is_imported(
+    tmp_path,
+):
+    # evaluate.py and mgnet_tf.export import mgnet_tf, not mgnet_tf.optimizers: the
+    # compiled optimizer must still deserialize (it did not: "Could not locate class
+    # 'CoupledSGD'").
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    model = _tiny(2)
+    model.compile(optimizer=sgd(0.1, 0.9, 1e-4, "coupled"))
+    images = np.zeros((2, 32, 32, 1), "float32")
+    model.fit(images, np.array([0, 1]), epochs=1, verbose=0)
+    path = tmp_path / "coupled.keras"
+    model.save(path)
+    script = (
+        "import sys, keras, mgnet_tf\n"
+        f"model = keras.saving.load_model({str(path)!r})\n"
+        "print(type(model.optimizer).__name__, model.optimizer.coupled_weight_decay)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["CoupledSGD", "0.0001"]
