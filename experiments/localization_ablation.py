@@ -76,6 +76,10 @@ RUNS = {
         "loss2, norm + torch_init, size penalty 1 on the last glimpse of confident examples",
         NORM_INIT + ["--size_penalty_mode=confident_last", "--size_penalty=1"],
     ),
+    "norm_init_cwd": (
+        "loss2, norm + torch_init + coupled weight decay 1e-4",
+        NORM_INIT + ["--weight_decay=1e-4", "--weight_decay_mode=coupled"],
+    ),
 }
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
