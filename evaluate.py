@@ -35,7 +35,7 @@ from mgnet_tf import MGNet, attacks, checkpoints, evaluation, flops, localizatio
 from mgnet_tf.layers import sample_glimpses  # noqa: E402
 from mgnet_tf.visualize import glimpse_picture  # noqa: E402
 from pipelines import corruptions as corruption_lib  # noqa: E402
-from pipelines.image_folder import IMAGE_EXTENSIONS, is_image_file  # noqa: E402
+from pipelines.image_folder import IMAGE_EXTENSIONS, list_images  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -373,10 +373,7 @@ def pictures_section(model, settings, directory):
 def image_paths():
     """The files --images names: a glob's matches, or a directory's image files."""
     if tf.io.gfile.isdir(FLAGS.images):  # a directory: the image files in it
-        names = tf.io.gfile.listdir(FLAGS.images)
-        paths = sorted(
-            os.path.join(FLAGS.images, name) for name in names if is_image_file(name)
-        )
+        paths = [os.path.join(FLAGS.images, n) for n in list_images(FLAGS.images)]
         if not paths:
             raise app.UsageError(
                 f"--images={FLAGS.images} is a directory with no image file in it "
