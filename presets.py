@@ -26,6 +26,7 @@ COMMON = {
     "glimpse_loss_from": 2,
     "initializer": "keras",  # Keras' defaults; official: "torch"
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
+    "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid
     "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
     "std": None,
     "weight_decay_mode": "decoupled",  # Keras' SGD; official: "coupled" (torch SGD)

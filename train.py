@@ -94,6 +94,13 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "attention_bias", None, f"Biases on the attention projections ({_PRESET})."
 )
+flags.DEFINE_enum(
+    "rescale_at",
+    None,
+    ["output", "input"],
+    "Where eq. 5's gradient re-scaling sits: after the localization sigmoid (output: "
+    f"the paper, the official code) or before its Dense layer (input) ({_PRESET}).",
+)
 flags.DEFINE_list(
     "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
 )
@@ -167,6 +174,7 @@ _PRESET_FLAGS = (
     "glimpse_loss_from",
     "initializer",
     "attention_bias",
+    "rescale_at",
     "mean",
     "std",
     "weight_decay_mode",
@@ -387,6 +395,7 @@ def build_model(config, num_classes, channels):
         glimpse_loss_from=config["glimpse_loss_from"],
         initializer=config["initializer"],
         attention_bias=config["attention_bias"],
+        rescale_at=config["rescale_at"],
         mean=config["mean"],
         std=config["std"],
         small_input=config["small_input"],

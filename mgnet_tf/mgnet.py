@@ -7,6 +7,7 @@ from keras import ops
 
 from mgnet_tf import backbones
 from mgnet_tf.layers import FeatureFusion, GlimpseSampler, LocalizationHead
+from mgnet_tf.layers.localization_head import RESCALE_AT
 
 # ImageNet statistics, the convention of torchvision and the paper's code.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,6 +76,10 @@ class MGNet(keras.Model):
             PyTorch's default Kaiming-uniform for the vanilla CNN's convolutions).
         attention_bias: bool, biases on the four attention projections (zero at
             start), as PyTorch's `nn.MultiheadAttention` has; eq. 3 has none.
+        rescale_at: "output" (eq. 4 and the official code: the re-scaling follows
+            the sigmoid, so the localization layer learns `grad_scale` times slower)
+            or "input" (it precedes the localization layer: only the gradient into
+            the fused feature, the fusion and the backbone is re-scaled).
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -120,6 +125,7 @@ class MGNet(keras.Model):
         glimpse_loss_from=1,
         initializer="keras",
         attention_bias=False,
+        rescale_at="output",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -188,6 +194,11 @@ class MGNet(keras.Model):
         self.glimpse_loss_from = int(glimpse_loss_from)
         self.initializer = initializer
         self.attention_bias = bool(attention_bias)
+        if rescale_at not in RESCALE_AT:
+            raise ValueError(
+                f"`rescale_at` must be one of {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
+            )
+        self.rescale_at = rescale_at
         self.glimpse_size = glimpse_size(image_size, downsample)
 
         # === Layers ===
@@ -234,6 +245,7 @@ class MGNet(keras.Model):
                 scale_min,
                 scale_max,
                 kernel_initializer=kernel,
+                rescale_at=rescale_at,
                 name="localization",
             )
             if num_glimpses > 1
@@ -407,6 +419,7 @@ class MGNet(keras.Model):
                 "glimpse_loss_from": self.glimpse_loss_from,
                 "initializer": self.initializer,
                 "attention_bias": self.attention_bias,
+                "rescale_at": self.rescale_at,
             }
         )
         return config

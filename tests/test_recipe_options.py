@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import keras
 from mgnet_tf import MGNet
-from mgnet_tf.layers import FeatureFusion
+from mgnet_tf.layers import FeatureFusion, LocalizationHead
 from mgnet_tf.optimizers import CoupledSGD, sgd
 
 
@@ -219,6 +219,39 @@ def test_attention_bias_adds_zero_started_biases_that_shift_the_output():
     assert again.use_bias
 
 
+@pytest.mark.parametrize("rescale_at, kernel_factor", [("output", 0.05), ("input", 1.0)])
+def test_rescale_at_decides_whether_the_localization_layer_learns_slower(
+    rescale_at, kernel_factor
+):
+    # Reference: the same head without re-scaling (s = 1). Eq. 5 at the output scales
+    # every gradient below the sigmoid by s, the layer's own included; at the input
+    # only the gradient into the fused feature is scaled.
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(size=(4, 7)).astype("float32"))
+    target = tf.constant(rng.normal(size=(4, 3)).astype("float32"))
+
+    def grads(head):
+        head(features)
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            out = head(features)
+            loss = tf.reduce_sum(out * target)
+        return out, tape.gradient(loss, [features, head.dense.kernel, head.dense.bias])
+
+    reference = LocalizationHead(grad_scale=1.0)
+    reference(features)
+    head = LocalizationHead(grad_scale=0.05, rescale_at=rescale_at)
+    head(features)
+    head.set_weights(reference.get_weights())
+    out, (d_features, d_kernel, d_bias) = grads(head)
+    ref_out, (r_features, r_kernel, r_bias) = grads(reference)
+    np.testing.assert_allclose(out.numpy(), ref_out.numpy(), atol=1e-7)
+    np.testing.assert_allclose(d_features.numpy(), 0.05 * r_features.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(d_kernel.numpy(), kernel_factor * r_kernel.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(d_bias.numpy(), kernel_factor * r_bias.numpy(), rtol=1e-5, atol=1e-8)
+    assert LocalizationHead.from_config(head.get_config()).rescale_at == rescale_at
+
+
 def test_new_options_survive_a_keras_round_trip(tmp_path):
     options = dict(
         glimpse_loss_from=2,
@@ -226,6 +259,7 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
         size_penalty_threshold=0.3,
         initializer="torch",
         attention_bias=True,
+        rescale_at="input",
         mean=[0.1307],
         std=[0.3081],
     )
@@ -247,6 +281,7 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
         ({"glimpse_loss_from": 3}, "glimpse_loss_from"),
         ({"size_penalty_mode": "last"}, "size_penalty_mode"),
         ({"initializer": "he"}, "initializer"),
+        ({"rescale_at": "after"}, "rescale_at"),
     ],
 )
 def test_bad_options_name_the_value(kwargs, name):

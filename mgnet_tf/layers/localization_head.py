@@ -5,6 +5,8 @@ from keras import ops
 
 from mgnet_tf.layers.gradient_rescale import GradientRescale
 
+RESCALE_AT = ("output", "input")
+
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")
 class LocalizationHead(keras.layers.Layer):
@@ -21,6 +23,11 @@ class LocalizationHead(keras.layers.Layer):
             (the paper's a_min = 0.2).
         scale_max: float in [scale_min, 1], largest one (a_max = 0.5).
         kernel_initializer: initializer of the Dense(3) kernel (its bias starts at 0).
+        rescale_at: where the gradient re-scaling sits. "output": after the sigmoid,
+            as eq. 4 and the official code place it, so the Dense(3) layer itself
+            learns `grad_scale` times slower. "input": on the fused feature going
+            in, so the backbone and the fusion get `grad_scale` times the
+            localization gradient while the Dense(3) layer learns at the full rate.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -37,9 +44,14 @@ class LocalizationHead(keras.layers.Layer):
         scale_min=0.2,
         scale_max=0.5,
         kernel_initializer="glorot_uniform",
+        rescale_at="output",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if rescale_at not in RESCALE_AT:
+            raise ValueError(
+                f"Expected rescale_at in {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
+            )
         if not 0.0 < scale_min <= scale_max <= 1.0:
             raise ValueError(
                 "Expected 0 < scale_min <= scale_max <= 1. Received: "
@@ -48,6 +60,7 @@ class LocalizationHead(keras.layers.Layer):
         self.grad_scale = grad_scale
         self.scale_min = scale_min
         self.scale_max = scale_max
+        self.rescale_at = rescale_at
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.dense = keras.layers.Dense(
             3, kernel_initializer=self.kernel_initializer, name="dense"
@@ -58,7 +71,10 @@ class LocalizationHead(keras.layers.Layer):
         self.dense.build(features_shape)
 
     def call(self, features):
-        raw = self.rescale(ops.sigmoid(self.dense(features)))
+        if self.rescale_at == "input":
+            raw = ops.sigmoid(self.dense(self.rescale(features)))
+        else:
+            raw = self.rescale(ops.sigmoid(self.dense(features)))
         scale = raw[:, 0:1] * (self.scale_max - self.scale_min) + self.scale_min
         offset = (2.0 * raw[:, 1:3] - 1.0) * (1.0 - scale)
         return ops.concatenate([scale, offset], axis=-1)
@@ -73,6 +89,7 @@ class LocalizationHead(keras.layers.Layer):
                 "grad_scale": self.grad_scale,
                 "scale_min": self.scale_min,
                 "scale_max": self.scale_max,
+                "rescale_at": self.rescale_at,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
