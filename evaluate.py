@@ -36,6 +36,7 @@ from mgnet_tf.layers import sample_glimpses  # noqa: E402
 from mgnet_tf.visualize import glimpse_picture  # noqa: E402
 from pipelines import corruptions as corruption_lib  # noqa: E402
 from pipelines.image_folder import IMAGE_EXTENSIONS, list_images  # noqa: E402
+from pipelines.transform import EvalTransform  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -387,25 +388,37 @@ def image_paths():
     return paths
 
 
-def images_section(model, class_names, paths, directory):
-    """Top classes after each glimpse for each of `paths` (from `image_paths`)."""
-    results, images, kept = [], [], []
+def read_images(model, paths):
+    """The model's inputs for image files: float32 (N, S, S, C) and the paths read.
+
+    Each file goes through the evaluation transform the model records
+    (`pipelines.transform`), the one its SavedModel applies to the same file; a
+    file that cannot be read is named and skipped.
+    """
+    images, kept = [], []
+    transform = EvalTransform.of_model(model)
     for path in paths:
         try:
-            image = pipelines.decode.decode_image(tf.io.read_file(path), model.channels)
+            image = transform.file_bytes(tf.io.read_file(path))
         except tf.errors.OpError as error:
             logging.warning(
                 "Skipping %s: not a readable image (%s)", path, error.message
             )
             continue
-        image = pipelines.augment.resize(image, model.image_size)
-        images.append(tf.cast(image, tf.float32).numpy() / 255.0)
+        images.append(image.numpy())
         kept.append(path)
     if not images:
         raise app.UsageError(
-            f"--images={FLAGS.images}: no file could be read as an image"
+            f"--images: none of the {len(paths)} files could be read as an image "
+            f"(first: {paths[0]})"
         )
-    images = np.stack(images)
+    return np.stack(images), kept
+
+
+def images_section(model, class_names, paths, directory):
+    """Top classes after each glimpse for each of `paths` (from `image_paths`)."""
+    results = []
+    images, kept = read_images(model, paths)
     outputs = evaluation.predict(
         model,
         tf.data.Dataset.from_tensors((images, np.zeros(len(images)))),

@@ -396,6 +396,7 @@ def build_model(config, num_classes, channels):
         initializer=config["initializer"],
         attention_bias=config["attention_bias"],
         rescale_at=config["rescale_at"],
+        crop_fraction=pipelines.crop_fraction(config["dataset"]),
         mean=config["mean"],
         std=config["std"],
         small_input=config["small_input"],

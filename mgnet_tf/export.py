@@ -14,8 +14,9 @@ Signatures (all outputs named; B images, T glimpses, K classes):
   (what TF Serving's REST API receives as {"b64": ...}); the same outputs as
   `serving_default`.
 
-Images are resized to the model's size (bilinear) and converted to its channels inside
-the graph. The graph holds only TensorFlow ops: it loads with `tf.saved_model.load` in
+Images go through the evaluation transform the model records (`pipelines.transform`:
+its channels, then a resize, or for the ImageNet-like sets a resize of the shorter side
+and a centre crop) inside the graph, the same ops evaluate.py measures with. The graph holds only TensorFlow ops: it loads with `tf.saved_model.load` in
 a process that never imported mgnet_tf.
 """
 
@@ -26,6 +27,7 @@ import posixpath
 import tensorflow as tf
 
 from mgnet_tf import checkpoints
+from pipelines.transform import EvalTransform
 from mgnet_tf.visualize import glimpse_boxes
 
 
@@ -35,24 +37,17 @@ class _Serving(tf.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        # The evaluation transform the model records (pipelines.transform): the
+        # served model sees the pixels evaluate.py measured.
+        self.transform = EvalTransform.of_model(model)
 
     def _prepare(self, images):
-        """uint8 (B, H, W, 3) -> float (B, S, S, C) in [0, 1] at the model's size."""
-        images = _checked(images)
-        images = tf.image.resize(
-            tf.cast(images, tf.float32),
-            (self.model.image_size, self.model.image_size),
-            method="bilinear",
-        )
-        images = tf.clip_by_value(images / 255.0, 0.0, 1.0)
-        if self.model.channels == 1:
-            images = tf.image.rgb_to_grayscale(images)
-        return images
+        """uint8 (B, H, W, 3) -> float (B, S, S, C) in [0, 1]: the model's transform."""
+        return self.transform.image(_checked(images))
 
-    def outputs(self, images, num_glimpses):
-        result = self.model(
-            self._prepare(images), training=False, num_glimpses=num_glimpses
-        )
+    def outputs(self, images, num_glimpses, prepared=False):
+        inputs = images if prepared else self._prepare(images)
+        result = self.model(inputs, training=False, num_glimpses=num_glimpses)
         probabilities = tf.nn.softmax(tf.cast(result["logits"], tf.float32), axis=-1)
         size = self.model.image_size
         return {
@@ -63,21 +58,13 @@ class _Serving(tf.Module):
         }
 
     def decode(self, image_bytes):
-        """A (B,) batch of encoded images -> uint8 (B, S, S, 3) at the model's size."""
-
-        def decode_one(data):
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            image = tf.image.resize(
-                image, (self.model.image_size, self.model.image_size), method="bilinear"
-            )
-            return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-
+        """A (B,) batch of encoded images -> float (B, S, S, C): the model's transform
+        of each file, as the evaluation pipeline decodes it (RGBA WebP included)."""
+        size, channels = self.model.image_size, self.model.channels
         return tf.map_fn(
-            decode_one,
+            self.transform.file_bytes,
             image_bytes,
-            fn_output_signature=tf.TensorSpec(
-                (self.model.image_size, self.model.image_size, 3), tf.uint8
-            ),
+            fn_output_signature=tf.TensorSpec((size, size, channels), tf.float32),
         )
 
 
@@ -115,7 +102,9 @@ def signatures(model):
             lambda images: serving.outputs(images, None), input_signature=[images_spec]
         ),
         "serving_bytes": tf.function(
-            lambda image_bytes: serving.outputs(serving.decode(image_bytes), None),
+            lambda image_bytes: serving.outputs(
+                serving.decode(image_bytes), None, prepared=True
+            ),
             input_signature=[bytes_spec],
         ),
     }

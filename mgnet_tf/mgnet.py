@@ -88,6 +88,10 @@ class MGNet(keras.Model):
             mean for 3 channels and 0.5 otherwise.
         std: per-channel standard deviation; None means the ImageNet std for 3 channels
             and 0.5 otherwise.
+        crop_fraction: None or a float in (0, 1], the evaluation transform the
+            model was trained for, recorded for serving (`pipelines.transform`):
+            None resizes the whole image, 0.875 resizes the shorter side and crops
+            the centre (the ImageNet-like sets). The model itself does not use it.
         **kwargs: standard `keras.Model` arguments (e.g. `name`).
 
     Example:
@@ -126,6 +130,7 @@ class MGNet(keras.Model):
         initializer="keras",
         attention_bias=False,
         rescale_at="output",
+        crop_fraction=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -199,6 +204,12 @@ class MGNet(keras.Model):
                 f"`rescale_at` must be one of {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
             )
         self.rescale_at = rescale_at
+        if crop_fraction is not None and not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(
+                "`crop_fraction` must be None or in (0, 1]. Received: "
+                f"crop_fraction={crop_fraction!r}"
+            )
+        self.crop_fraction = None if crop_fraction is None else float(crop_fraction)
         self.glimpse_size = glimpse_size(image_size, downsample)
 
         # === Layers ===
@@ -420,6 +431,7 @@ class MGNet(keras.Model):
                 "initializer": self.initializer,
                 "attention_bias": self.attention_bias,
                 "rescale_at": self.rescale_at,
+                "crop_fraction": self.crop_fraction,
             }
         )
         return config

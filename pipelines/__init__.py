@@ -15,6 +15,7 @@ import tensorflow as tf
 from pipelines import augment as augment_lib
 from pipelines import image_folder, tiny_imagenet, translated_mnist
 from pipelines.decode import SkippedFiles, decode_image
+from pipelines.transform import EvalTransform
 
 DATASETS = (
     "tiny_imagenet",
@@ -26,6 +27,7 @@ DATASETS = (
 )
 # Sets trained with random-resized crops and evaluated on centre crops.
 _IMAGENET_LIKE = ("imagenet100", "imagenet", "folder")
+IMAGENET_CROP_FRACTION = 0.875  # torchvision's Resize(256) + CenterCrop(224)
 _TRANSLATED_VARIANTS = {
     "translated_mnist": "mnist",
     "translated_fashion_mnist": "fashion_mnist",
@@ -406,18 +408,25 @@ def _train_transform(imagenet_like, channels, size, policy):
 
 
 def eval_transform(imagenet_like, channels, size):
-    """The map function from (path, bytes, label) to an evaluation example: a centre
-    crop for ImageNet-like sets, else a resize (none when already at the size)."""
+    """The map function from (path, bytes, label) to an evaluation example: the
+    `EvalTransform` of the data set (a centre crop for ImageNet-like sets, else a
+    resize, none when already at the size)."""
+    image_transform = EvalTransform(
+        size, channels, IMAGENET_CROP_FRACTION if imagenet_like else None
+    )
 
     def transform(path, data, label):
-        image = decode_image(data, channels)
-        if imagenet_like:
-            image = augment_lib.center_crop_resize(image, size)
-        else:
-            image = augment_lib.resize(image, size)
-        return _to_unit_float(image), label
+        return image_transform.file_bytes(data), label
 
     return transform
+
+
+def crop_fraction(name):
+    """The evaluation crop of a data set (`EvalTransform.crop_fraction`): the
+    ImageNet-like sets' centre crop, else None (a plain resize)."""
+    if name not in DATASETS:
+        raise ValueError(f"Expected a data set in {DATASETS}. Received: {name!r}")
+    return IMAGENET_CROP_FRACTION if name in _IMAGENET_LIKE else None
 
 
 def _to_unit_float(image):

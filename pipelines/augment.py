@@ -113,22 +113,22 @@ def resize(image, size):
     """Resizes to `size` x `size`, ignoring the aspect ratio.
 
     Args:
-        image: uint8 (H, W, C).
+        image: uint8 (H, W, C), or a batch (B, H, W, C) of one size.
         size: int, the output side.
 
     Returns:
-        uint8 (size, size, C).
+        uint8 (size, size, C), or (B, size, size, C).
     """
     # An image already at the size passes through untouched (e.g. ImageNet-C's
     # published pixels are evaluated as they are).
-    at_size = tf.reduce_all(tf.shape(image)[:2] == size)
+    at_size = tf.reduce_all(tf.shape(image)[-3:-1] == size)
     resized = tf.cond(
         at_size,
         lambda: image,
         # Antialiasing keeps downscaling close to PIL's (what torchvision uses).
         lambda: to_uint8(tf.image.resize(image, [size, size], antialias=True)),
     )
-    return tf.ensure_shape(resized, [size, size, image.shape[-1]])
+    return tf.ensure_shape(resized, [*image.shape[:-3], size, size, image.shape[-1]])
 
 
 def random_resized_crop(
@@ -186,22 +186,24 @@ def center_crop_resize(image, size, crop_fraction=0.875):
     torchvision's `Resize(256)` + `CenterCrop(224)`), keeping the aspect ratio.
 
     Args:
-        image: uint8 (H, W, C).
+        image: uint8 (H, W, C), or a batch (B, H, W, C) of one size.
         size: int, the output side.
         crop_fraction: The crop's share of the resized shorter side.
 
     Returns:
-        uint8 (size, size, C).
+        uint8 (size, size, C), or (B, size, size, C).
     """
     resize_to = round(size / crop_fraction)
-    height_width = tf.cast(tf.shape(image)[:2], tf.float32)
+    height_width = tf.cast(tf.shape(image)[-3:-1], tf.float32)
     scaled = height_width * (resize_to / tf.reduce_min(height_width))
     # max() guards against rounding the shorter side just below resize_to.
     new_size = tf.maximum(tf.cast(tf.round(scaled), tf.int32), resize_to)
     resized = tf.image.resize(image, new_size, antialias=True)
     top, left = tf.unstack((new_size - size) // 2)
-    crop = resized[top : top + size, left : left + size]
-    return tf.ensure_shape(to_uint8(crop), [size, size, image.shape[-1]])
+    crop = resized[..., top : top + size, left : left + size, :]
+    return tf.ensure_shape(
+        to_uint8(crop), [*image.shape[:-3], size, size, image.shape[-1]]
+    )
 
 
 def padded_random_crop(image, size, padding=4, seed=None):

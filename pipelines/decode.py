@@ -43,6 +43,26 @@ def decode_image(image_bytes, channels):
     # channels=0 (as stored) because asking for 3 fails on RGBA WebP and asking
     # for 1 fails on GIF, BMP and CMYK JPEG; the conversion below covers all.
     image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False)
+    return to_channels(image, channels)
+
+
+def to_channels(image, channels):
+    """A uint8 image (or batch) with 1, 2, 3 or 4 channels as `channels` channels.
+
+    Grey (and grey + alpha) is replicated to RGB, colour is converted to luma
+    (`tf.image.rgb_to_grayscale`), alpha is dropped. `decode_image` and the
+    SavedModel's image inputs both go through it, so a served model sees the pixels
+    an evaluated one does.
+
+    Args:
+        image: uint8 (H, W, C) or (B, H, W, C).
+        channels: 3 for RGB or 1 for grayscale.
+
+    Returns:
+        uint8 (..., H, W, channels).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"Expected channels to be 1 or 3. Received: {channels!r}")
     is_colour = tf.shape(image)[-1] >= 3
     if channels == 3:
         image = tf.cond(
@@ -56,7 +76,7 @@ def decode_image(image_bytes, channels):
             lambda: tf.image.rgb_to_grayscale(image[..., :3]),
             lambda: image[..., :1],
         )
-    return tf.ensure_shape(image, [None, None, channels])
+    return tf.ensure_shape(image, [*image.shape[:-1], channels])
 
 
 def looks_complete(image_bytes):

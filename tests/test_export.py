@@ -215,7 +215,7 @@ def test_bad_shapes_are_refused_with_the_expected_shape_and_dtype(
     assert cause in message
 
 
-def test_other_sizes_are_resized_and_grey_models_get_grey(tmp_path):
+def test_other_sizes_are_resized_as_evaluated_and_grey_models_get_grey(tmp_path):
     model = MGNet(
         "vanilla_cnn",
         num_classes=4,
@@ -228,10 +228,11 @@ def test_other_sizes_are_resized_and_grey_models_get_grey(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "grey"))
     images = np.random.default_rng(1).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
     out = loaded.signatures["serving_default"](images=tf.constant(images))
-    resized = tf.image.resize(images.astype("float32"), (32, 32)) / 255.0
-    expected = tf.nn.softmax(
-        model(tf.image.rgb_to_grayscale(resized))["logits"]
-    ).numpy()
+    # The evaluation transform, spelled out: luma, antialiased resize, whole pixels.
+    grey = tf.image.rgb_to_grayscale(images)
+    resized = tf.image.resize(grey, (32, 32), antialias=True)
+    pixels = tf.clip_by_value(tf.round(resized), 0.0, 255.0) / 255.0
+    expected = tf.nn.softmax(model(pixels)["logits"]).numpy()
     np.testing.assert_allclose(
         out["probabilities_per_glimpse"].numpy(), expected, atol=1e-4
     )
