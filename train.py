@@ -94,6 +94,12 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "attention_bias", None, f"Biases on the attention projections ({_PRESET})."
 )
+flags.DEFINE_bool(
+    "size_penalty_rescaled",
+    None,
+    "Whether the size penalty's gradient passes eq. 5's re-scaling like the other "
+    f"localization gradients (the paper, the official code) ({_PRESET}).",
+)
 flags.DEFINE_enum(
     "rescale_at",
     None,
@@ -175,6 +181,7 @@ _PRESET_FLAGS = (
     "initializer",
     "attention_bias",
     "rescale_at",
+    "size_penalty_rescaled",
     "mean",
     "std",
     "weight_decay_mode",
@@ -396,6 +403,7 @@ def build_model(config, num_classes, channels):
         initializer=config["initializer"],
         attention_bias=config["attention_bias"],
         rescale_at=config["rescale_at"],
+        size_penalty_rescaled=config["size_penalty_rescaled"],
         crop_fraction=pipelines.crop_fraction(config["dataset"]),
         mean=config["mean"],
         std=config["std"],

@@ -89,6 +89,19 @@ RUNS = {
         NORM_INIT + ["--rescale_at=input"],
     ),
     "norm_init_gs0.1": ("norm_init, s = 0.1", NORM_INIT + ["--grad_scale=0.1"]),
+    # The size penalty's gradient without eq. 5's factor s = 0.02 (50 times stronger
+    # than through it), the classification gradients still re-scaled.
+    "norm_init_free_penalty": (
+        "norm_init, size penalty 0.1 on the last glimpse of confident examples, its "
+        "gradient not re-scaled",
+        NORM_INIT
+        + ["--size_penalty_mode=confident_last", "--size_penalty=0.1", "--nosize_penalty_rescaled"],
+    ),
+    "norm_init_free_penalty_all": (
+        "norm_init, size penalty 0.1 on every learned glimpse (the paper's form), its "
+        "gradient not re-scaled",
+        NORM_INIT + ["--size_penalty=0.1", "--nosize_penalty_rescaled"],
+    ),
 }
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 

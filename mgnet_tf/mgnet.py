@@ -64,6 +64,12 @@ class MGNet(keras.Model):
             examples, so it is scaled by their fraction).
         size_penalty_threshold: float, the cross-entropy bound of
             "confident_last" (the official code's 0.4).
+        size_penalty_rescaled: bool. True (the paper, the official code): the size
+            penalty's gradient passes eq. 5's re-scaling like every localization
+            gradient, so with `rescale_at="output"` it reaches the localization layer
+            `grad_scale` times weaker. False: the penalty's gradient bypasses the
+            re-scaling (the same loss value; its gradient 1 / `grad_scale` times
+            stronger), while the classification losses stay re-scaled.
         glimpse_loss_from: 1 or 2, the first glimpse whose glimpse-classifier loss
             counts. 1 is eq. 8 as the paper writes it (all T glimpses, the first one
             being the whole image, downsampled). 2 is the official code: glimpses
@@ -126,6 +132,7 @@ class MGNet(keras.Model):
         std=None,
         size_penalty_mode="all",
         size_penalty_threshold=0.4,
+        size_penalty_rescaled=True,
         glimpse_loss_from=1,
         initializer="keras",
         attention_bias=False,
@@ -196,6 +203,7 @@ class MGNet(keras.Model):
         self.std = std
         self.size_penalty_mode = size_penalty_mode
         self.size_penalty_threshold = float(size_penalty_threshold)
+        self.size_penalty_rescaled = bool(size_penalty_rescaled)
         self.glimpse_loss_from = int(glimpse_loss_from)
         self.initializer = initializer
         self.attention_bias = bool(attention_bias)
@@ -386,6 +394,14 @@ class MGNet(keras.Model):
     def _size_penalty(self, scales, last_cross_entropy):
         """Per-example size penalty of `size_penalty_mode`, from the glimpse sides
         `scales` (B, t) and the cross-entropy after the last glimpse (B,)."""
+        if (
+            not self.size_penalty_rescaled
+            and self.rescale_at == "output"
+            and self.grad_scale > 0
+        ):
+            # The same values, with d/dscales undone by 1 / grad_scale.
+            free = scales / self.grad_scale
+            scales = free + ops.stop_gradient(scales - free)
         if self.size_penalty_mode == "all":
             # Only learned glimpses; the first is the fixed identity.
             return ops.mean(ops.square(scales[:, 1:] - self.scale_min), axis=1)
@@ -427,6 +443,7 @@ class MGNet(keras.Model):
                 "std": list(self.std),
                 "size_penalty_mode": self.size_penalty_mode,
                 "size_penalty_threshold": self.size_penalty_threshold,
+                "size_penalty_rescaled": self.size_penalty_rescaled,
                 "glimpse_loss_from": self.glimpse_loss_from,
                 "initializer": self.initializer,
                 "attention_bias": self.attention_bias,

@@ -130,6 +130,37 @@ def test_confident_last_size_penalty_on_a_hand_made_batch():
     )
 
 
+def test_an_unrescaled_size_penalty_reaches_the_localization_layer_unscaled():
+    # Gradients w.r.t. the localization layer: without penalty (C), with the penalty
+    # through eq. 5's re-scaling (A) and bypassing it (B). The loss values of A and B
+    # are equal; the penalty's share of the gradient is 1 / grad_scale times larger
+    # in B, the classification share (C) is the same.
+    images = np.random.default_rng(3).random((4, 32, 32, 1)).astype("float32")
+    labels = np.array([0, 1, 2, 3])
+    common = dict(grad_scale=0.1, size_penalty_mode="all", alpha=0.6)
+    models = {
+        "C": _tiny(3, size_penalty=0.0, **common),
+        "A": _tiny(3, size_penalty=0.5, **common),
+        "B": _tiny(3, size_penalty=0.5, size_penalty_rescaled=False, **common),
+    }
+    models["C"](images)
+    weights = models["C"].get_weights()
+    losses, grads = {}, {}
+    for name, model in models.items():
+        model(images)
+        model.set_weights(weights)
+        with tf.GradientTape() as tape:
+            y_pred = model(images, training=True)
+            loss = model.compute_loss(images, labels, y_pred)
+        losses[name] = float(loss)
+        grads[name] = tape.gradient(loss, model.localization.dense.kernel).numpy()
+    np.testing.assert_allclose(losses["A"], losses["B"], rtol=1e-6)
+    assert losses["A"] > losses["C"]
+    penalty_a, penalty_b = grads["A"] - grads["C"], grads["B"] - grads["C"]
+    assert np.abs(penalty_a).max() > 1e-6
+    np.testing.assert_allclose(penalty_b, penalty_a / 0.1, rtol=2e-3, atol=1e-7)
+
+
 def _torch_sgd(weights, gradients, learning_rates, momentum, weight_decay):
     """torch.optim.SGD's documented update (dampening 0, no Nesterov) in NumPy."""
     w, buffer = weights.astype(np.float64), None
@@ -260,6 +291,7 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
         initializer="torch",
         attention_bias=True,
         rescale_at="input",
+        size_penalty_rescaled=False,
         mean=[0.1307],
         std=[0.3081],
     )
