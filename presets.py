@@ -36,7 +36,7 @@ COMMON = {
     "momentum": 0.9,  # SGD momentum, the usual ImageNet value
     "noise_std": 0.0,
     "augment": "none",
-    "glimpses": 4,
+    "num_glimpses": 4,
     "downsample": 7 / 3,
     "classes_file": None,
 }
@@ -44,7 +44,7 @@ COMMON = {
 PRESETS = {
     "imagenet100": {
         "image_size": 224,  # (paper)
-        "glimpses": 4,  # (paper) T = 4
+        "num_glimpses": 4,  # (paper) T = 4
         "downsample": 7 / 3,  # (paper) M = 7/3: four 96 px glimpses
         "augment": "autoaugment",  # (paper)
         "learning_rate": 0.1,  # (paper) one-cycle peak
@@ -54,7 +54,7 @@ PRESETS = {
     },
     "tiny_imagenet": {
         "image_size": 64,  # (paper)
-        "glimpses": 3,  # (paper) T = 3
+        "num_glimpses": 3,  # (paper) T = 3
         "downsample": 2,  # (paper) M = 2: three 32 px glimpses
         "small_input": True,  # (paper) the dagger networks, no stem max-pool
         "augment": "autoaugment",
@@ -66,7 +66,7 @@ PRESETS = {
     "translated_mnist": {
         "backbone": "vanilla_cnn",  # (paper) Appendix B
         "image_size": 112,  # (paper) 28 px digits on a 112 px canvas
-        "glimpses": 5,  # (paper) Table 4 reports 1 to 5 glimpses
+        "num_glimpses": 5,  # (paper) Table 4 reports 1 to 5 glimpses
         "downsample": 4,  # (paper) M = 4: 28 px glimpses
         # The paper adds the term without giving its weight. (measured) 1.0 holds s
         # near 0.35 but slows learning: 47% after 4 epochs instead of 68%.

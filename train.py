@@ -6,7 +6,7 @@
     python train.py --backbone=resnet18 --dataset=tiny_imagenet \
         --data_dir=/data/tiny-imagenet-200 --model_dir=runs/tiny
     # The FF-Net baseline: one full-resolution glimpse
-    python train.py --dataset=tiny_imagenet --data_dir=... --glimpses=1 --downsample=1
+    python train.py --dataset=tiny_imagenet --data_dir=... --num_glimpses=1 --downsample=1
     # A two-step smoke run
     python train.py --dataset=translated_fashion_mnist --model_dir=/tmp/smoke \
         --epochs=1 --steps_per_epoch=2 --validation_steps=1
@@ -55,8 +55,9 @@ flags.DEFINE_string("classes_file", None, "imagenet100: class list, one wnid a l
 flags.DEFINE_string("backbone", None, f"Backbone name or keras_app:<Name> ({_PRESET}).")
 flags.DEFINE_integer("image_size", None, f"Input side in pixels ({_PRESET}).")
 flags.DEFINE_integer(
-    "glimpses", None, f"Glimpses T; 1 with --downsample=1 is FF-Net ({_PRESET})."
+    "num_glimpses", None, f"Glimpses T; 1 with --downsample=1 is FF-Net ({_PRESET})."
 )
+flags.DEFINE_alias("glimpses", "num_glimpses")  # the flag's name before 2026-12
 flags.DEFINE_string("downsample", None, f"Downsampling M, e.g. 2 or 7/3 ({_PRESET}).")
 flags.DEFINE_bool("small_input", None, f"ResNet without stem max-pool ({_PRESET}).")
 flags.DEFINE_float(
@@ -167,7 +168,7 @@ flags.mark_flags_as_required(["dataset", "model_dir"])
 _PRESET_FLAGS = (
     "backbone",
     "image_size",
-    "glimpses",
+    "num_glimpses",
     "downsample",
     "small_input",
     "alpha",
@@ -248,7 +249,7 @@ def _validate(config):
         )
     checks = [
         ("downsample", config["downsample"] >= 1, "a number >= 1"),
-        ("glimpses", config["glimpses"] >= 1, "an int >= 1"),
+        ("num_glimpses", config["num_glimpses"] >= 1, "an int >= 1"),
         ("alpha", 0 <= config["alpha"] <= 1, "in [0, 1]"),
         ("epochs", config["epochs"] >= 1, "an int >= 1"),
         ("batch_size", config["batch_size"] >= 1, "an int >= 1"),
@@ -287,6 +288,16 @@ _RENAMED_FILES = (
 )
 
 
+def upgrade_config(saved):
+    """A config.json written by an older train.py, in today's names (None stays None)."""
+    if saved is None:
+        return None
+    saved = dict(saved)
+    if "glimpses" in saved and "num_glimpses" not in saved:
+        saved["num_glimpses"] = saved.pop("glimpses")
+    return saved
+
+
 def prepare_model_dir(model_dir, config, overwrite):
     """Creates model_dir; refuses to mix runs.
 
@@ -298,7 +309,7 @@ def prepare_model_dir(model_dir, config, overwrite):
     final_path = os.path.join(model_dir, "final.keras")
     if overwrite and _holds_a_run(model_dir):
         _move_aside(model_dir)
-    saved = checkpoints.read_json(os.path.join(model_dir, "config.json"))
+    saved = upgrade_config(checkpoints.read_json(os.path.join(model_dir, "config.json")))
     resuming = tf.io.gfile.exists(backup_dir)
     state = "resume" if resuming else "new"
     if tf.io.gfile.exists(final_path) and not resuming:
@@ -384,30 +395,12 @@ def _clean_up_after_a_kill(model_dir, initial_epoch):
 
 
 def build_model(config, num_classes, channels):
-    """MGNet from the resolved configuration."""
-    return MGNet(
-        backbone=config["backbone"],
+    """MGNet from the resolved configuration (its keys are MGNet's arguments)."""
+    return MGNet.from_settings(
+        config,
         num_classes=num_classes,
-        image_size=config["image_size"],
-        num_glimpses=config["glimpses"],
-        downsample=config["downsample"],
         channels=channels,
-        alpha=config["alpha"],
-        grad_scale=config["grad_scale"],
-        scale_min=config["scale_min"],
-        scale_max=config["scale_max"],
-        size_penalty=config["size_penalty"],
-        size_penalty_mode=config["size_penalty_mode"],
-        size_penalty_threshold=config["size_penalty_threshold"],
-        glimpse_loss_from=config["glimpse_loss_from"],
-        initializer=config["initializer"],
-        attention_bias=config["attention_bias"],
-        rescale_at=config["rescale_at"],
-        size_penalty_rescaled=config["size_penalty_rescaled"],
         crop_fraction=pipelines.crop_fraction(config["dataset"]),
-        mean=config["mean"],
-        std=config["std"],
-        small_input=config["small_input"],
     )
 
 
@@ -489,6 +482,11 @@ def main(argv):
 
     with strategy.scope():
         model = build_model(config, info.num_classes, info.channels)
+    # The model's own arguments under one key: MGNet.from_config(config["model"]).
+    checkpoints.write_json(
+        {**config, "model": model.get_config()}, os.path.join(model_dir, "config.json")
+    )
+    with strategy.scope():
         schedule = learning_rate_schedule(
             config["schedule"],
             config["learning_rate"],
@@ -523,7 +521,7 @@ def main(argv):
         config["seed"],
         image_size=config["image_size"],
     )
-    final_accuracy = f"val_acc_{config['glimpses']}"
+    final_accuracy = f"val_acc_{config['num_glimpses']}"
     final_path = os.path.join(model_dir, "final.keras")
     # At the end of each epoch every record is written first and the backup last: a
     # kill before the backup is complete reruns the epoch (its CSV rows and

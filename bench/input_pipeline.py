@@ -112,14 +112,8 @@ def _pipeline_rate(dataset):
 def _train_rate(name, info):
     """Images/s of the preset model's train step on one in-memory batch."""
     config = presets.preset(name)
-    model = MGNet(
-        backbone=config["backbone"],
-        num_classes=info.num_classes,
-        image_size=config["image_size"],
-        num_glimpses=config["glimpses"],
-        downsample=config["downsample"],
-        channels=info.channels,
-        small_input=config["small_input"],
+    model = MGNet.from_settings(
+        config, num_classes=info.num_classes, channels=info.channels
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     size = config["image_size"]

@@ -2,7 +2,7 @@
 
     python bench/latency.py                                  # ResNet-18, 224 px, T=4, M=7/3
     python bench/latency.py --backbone=resnet50 --json       # last line: one JSON object
-    python bench/latency.py --backbone=vanilla_cnn --image_size=32 --glimpses=2 \
+    python bench/latency.py --backbone=vanilla_cnn --image_size=32 --num_glimpses=2 \
         --downsample=2 --batch_sizes=1,2 --repeats=3         # a quick check
 
 Both models are built in one process and timed interleaved (FF, MGNet, FF, ...), after
@@ -68,7 +68,7 @@ def main(argv):
         "backbone": FLAGS.backbone,
         "image_size": size,
         "glimpse_size": glimpse,
-        "glimpses": FLAGS.glimpses,
+        "glimpses": FLAGS.num_glimpses,
         "latency_ms": {},
     }
     for batch in [int(b) for b in FLAGS.batch_sizes]:
@@ -79,7 +79,7 @@ def main(argv):
                 "ff": _callable(lambda x: ff_net(x)["logits"], form),
                 "mgnet": _callable(lambda x: mgnet(x)["logits"], form),
             }
-            for t in range(1, FLAGS.glimpses):
+            for t in range(1, FLAGS.num_glimpses):
                 functions[f"mgnet_{t}"] = _callable(
                     lambda x, t=t: mgnet(x, num_glimpses=t)["logits"], form
                 )
@@ -87,7 +87,7 @@ def main(argv):
             backbone = _interleaved_medians(
                 {"backbone": _callable(lambda g: mgnet.backbone(g), form)}, glimpses
             )["backbone"]
-            per_glimpse = [medians[f"mgnet_{t}"] for t in range(1, FLAGS.glimpses)]
+            per_glimpse = [medians[f"mgnet_{t}"] for t in range(1, FLAGS.num_glimpses)]
             entry = {
                 "ff_ms": medians["ff"],
                 "mgnet_ms": medians["mgnet"],
@@ -95,7 +95,7 @@ def main(argv):
                 "mgnet_ms_per_glimpse_count": per_glimpse + [medians["mgnet"]],
                 "backbone_ms_per_glimpse": backbone,
                 "outside_backbone_share": 1.0
-                - FLAGS.glimpses * backbone / medians["mgnet"],
+                - FLAGS.num_glimpses * backbone / medians["mgnet"],
             }
             results["latency_ms"][f"batch{batch}_{form}"] = entry
             print(

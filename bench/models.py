@@ -5,7 +5,8 @@ from absl import flags
 flags.DEFINE_string("backbone", "resnet18", "Backbone of both models.")
 flags.DEFINE_integer("image_size", 224, "FF-Net input side.")
 flags.DEFINE_integer("num_classes", 100, "Classes (the paper's ImageNet100).")
-flags.DEFINE_integer("glimpses", 4, "MGNet's T.")
+flags.DEFINE_integer("num_glimpses", 4, "MGNet's T.")
+flags.DEFINE_alias("glimpses", "num_glimpses")
 flags.DEFINE_string("downsample", "7/3", "MGNet's M.")
 flags.DEFINE_integer("channels", 3, "Image channels.")
 flags.DEFINE_bool("small_input", False, "ResNet without stem max-pool.")
@@ -14,7 +15,7 @@ MODEL_FLAGS = (
     "backbone",
     "image_size",
     "num_classes",
-    "glimpses",
+    "num_glimpses",
     "downsample",
     "channels",
     "small_input",
@@ -29,13 +30,9 @@ def build(which):
     if which == "ff":
         glimpses, downsample = 1, 1.0
     else:
-        glimpses, downsample = FLAGS.glimpses, parse_downsample(FLAGS.downsample)
-    return MGNet(
-        backbone=FLAGS.backbone,
-        num_classes=FLAGS.num_classes,
-        image_size=FLAGS.image_size,
+        glimpses, downsample = FLAGS.num_glimpses, parse_downsample(FLAGS.downsample)
+    return MGNet.from_settings(
+        {name: FLAGS[name].value for name in MODEL_FLAGS},
         num_glimpses=glimpses,
         downsample=downsample,
-        channels=FLAGS.channels,
-        small_input=FLAGS.small_input,
     )

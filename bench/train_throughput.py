@@ -2,7 +2,7 @@
 
     python bench/train_throughput.py                          # ResNet-18, 224 px, batch 32
     python bench/train_throughput.py --json                   # last line: one JSON object
-    python bench/train_throughput.py --backbone=vanilla_cnn --image_size=32 --glimpses=2 \
+    python bench/train_throughput.py --backbone=vanilla_cnn --image_size=32 --num_glimpses=2 \
         --downsample=2 --batch_size=4 --steps=3 --rounds=1    # a quick check
 
 Peak memory (resident set) belongs to a process, so each measurement runs in its own

@@ -8,7 +8,7 @@ schedule and batch (the data set's preset, presets.py and docs/training.md), on 
 training split, choosing nothing on the test split:
 
 - ff, ff_noise: FF-Net, the vanilla CNN on the whole 112x112 canvas
-  (--glimpses=1 --downsample=1), clean and with Gaussian noise 0.3 (GT-MNIST protocol);
+  (--num_glimpses=1 --downsample=1), clean and with Gaussian noise 0.3 (GT-MNIST protocol);
 - mgnet, mgnet_noise: MGNet, the same CNN on T=5 glimpses of 28x28 (M=4);
 - ff_seed1, mgnet_seed1 (--extra_seeds): the clean pair again with another seed, for
   the seed spread.
@@ -94,11 +94,11 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("overwrite", False, "Start again, replacing earlier runs.")
 
 MODELS = {
-    "ff": {"label": "FF-Net", "flags": ["--glimpses=1", "--downsample=1"]},
+    "ff": {"label": "FF-Net", "flags": ["--num_glimpses=1", "--downsample=1"]},
     "mgnet": {"label": "MGNet", "flags": []},
     "ff_noise": {
         "label": "FF-Net",
-        "flags": ["--glimpses=1", "--downsample=1", "--noise_std=0.3"],
+        "flags": ["--num_glimpses=1", "--downsample=1", "--noise_std=0.3"],
     },
     "mgnet_noise": {"label": "MGNet", "flags": ["--noise_std=0.3"]},
 }

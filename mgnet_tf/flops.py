@@ -2,7 +2,7 @@
 
 Usage:
     python -m mgnet_tf.flops --backbone=resnet18 --image_size=224 --num_classes=100 \
-        --glimpses=4 --downsample=7/3
+        --num_glimpses=4 --downsample=7/3
     # last stdout line: {"mflops": [m_1, ..., m_T], "params": P}
 
 Convention (the paper's): one multiply-accumulate (MAC) counts as one FLOP.
@@ -136,20 +136,12 @@ def main(argv=None):
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--image_size", type=int, required=True)
     parser.add_argument("--num_classes", type=int, required=True)
-    parser.add_argument("--glimpses", type=int, default=1)
+    parser.add_argument("--num_glimpses", "--glimpses", type=int, default=1)
     parser.add_argument("--downsample", type=parse_downsample, default=1.0)
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--small_input", action="store_true")
     args = parser.parse_args(argv)
-    model = MGNet(
-        backbone=args.backbone,
-        num_classes=args.num_classes,
-        image_size=args.image_size,
-        num_glimpses=args.glimpses,
-        downsample=args.downsample,
-        channels=args.channels,
-        small_input=args.small_input,
-    )
+    model = MGNet.from_settings(vars(args))
     mflops = [round(macs / 1e6, 4) for macs in mgnet_macs(model)]
     print(json.dumps({"mflops": mflops, "params": inference_params(model)}))
 

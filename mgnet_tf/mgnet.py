@@ -1,5 +1,6 @@
 """The Multi-Glimpse Network (Tan, Dong, Ma, BMVC 2021) as a Keras 3 model."""
 
+import inspect
 import math
 
 import keras
@@ -461,6 +462,32 @@ class MGNet(keras.Model):
                 config["backbone"]
             )
         return cls(**config)
+
+    @classmethod
+    def from_settings(cls, settings, **overrides):
+        """The one builder: MGNet from a larger mapping of settings.
+
+        train.py's resolved flags and preset, a run's config.json, the benchmarks'
+        flags: their keys are the constructor's argument names, so the model is one
+        hop away. Keys that are not arguments (epochs, learning_rate, ...) are
+        ignored; `overrides` win. The key `glimpses` (config.json files written
+        before the flag took the argument's name) is read as `num_glimpses`.
+
+        Args:
+            settings: a mapping of settings.
+            **overrides: constructor arguments that replace the settings' values
+                (e.g. `num_classes` and `channels` from the data set).
+
+        Returns:
+            An `MGNet`.
+        """
+        settings = dict(settings)
+        if "glimpses" in settings and "num_glimpses" not in settings:
+            settings["num_glimpses"] = settings.pop("glimpses")
+        names = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+        arguments = {k: v for k, v in settings.items() if k in names}
+        arguments.update(overrides)
+        return cls(**arguments)
 
 
 def head_initializer(name):

@@ -8,7 +8,7 @@ import pytest
 from absl import app, flags
 
 import train
-from mgnet_tf import checkpoints
+from mgnet_tf import MGNet, checkpoints
 
 
 @pytest.fixture
@@ -67,13 +67,25 @@ def test_translated_fashion_mnist(run_train, tmp_path, idx_dir):
         "--dataset=translated_fashion_mnist",
         f"--data_dir={idx_dir}",
         *_quick(model_dir),
-        "--glimpses=2",
+        "--glimpses=2",  # the flag's old name still works
     )
     _check_outputs(model_dir)
     config = _config(model_dir)
     # The preset (Appendix B), with the flag given overriding it.
     assert config["backbone"] == "vanilla_cnn" and config["image_size"] == 112
-    assert config["downsample"] == 4 and config["glimpses"] == 2
+    assert config["downsample"] == 4 and config["num_glimpses"] == 2
+    # config.json -> MGNet -> get_config is one hop and round-trips; it is the
+    # model the run saved.
+    model_config = config["model"]
+    assert model_config["num_glimpses"] == 2 and model_config["image_size"] == 112
+    assert model_config["crop_fraction"] is None and model_config["channels"] == 1
+    rebuilt = MGNet.from_config(model_config)
+    assert json.loads(json.dumps(rebuilt.get_config())) == model_config
+    saved = checkpoints.load_model(str(model_dir / "final.keras"))
+    assert json.loads(json.dumps(saved.get_config())) == model_config
+    # The training settings that are arguments build the same model in one hop.
+    rebuilt = MGNet.from_settings(config, num_classes=10, channels=1, name=model_config["name"])
+    assert json.loads(json.dumps(rebuilt.get_config())) == model_config
     header = (model_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"acc_1", "acc_2", "val_acc_2", "learning_rate", "loss"} <= set(header)
     # Where the glimpses look, every epoch (the items' boxes are known here).
@@ -140,7 +152,7 @@ def test_tiny_imagenet_resnet18_preset(run_train, tmp_path, tiny_imagenet_root):
     )
     _check_outputs(model_dir)
     config = _config(model_dir)
-    assert (config["image_size"], config["glimpses"], config["downsample"]) == (
+    assert (config["image_size"], config["num_glimpses"], config["downsample"]) == (
         64,
         3,
         2,
@@ -180,7 +192,7 @@ def test_ff_net_baseline(run_train, tmp_path, idx_dir):
         "--glimpses=1",
         "--downsample=1",
     )
-    assert _config(model_dir)["glimpses"] == 1
+    assert _config(model_dir)["num_glimpses"] == 1
     assert (model_dir / "final.keras").exists()
 
 
@@ -331,6 +343,25 @@ def test_full_disk_ends_in_one_message_naming_the_path(
     assert not list(model_dir.rglob(".tmp-*"))
 
 
+def test_a_run_directory_from_before_the_flag_took_the_arguments_name_resumes(
+    run_train, tmp_path, idx_dir
+):
+    """config.json files written before --glimpses became --num_glimpses say
+    "glimpses": their runs resume, and a changed T is still refused."""
+    model_dir = tmp_path / "run"
+    args = ("--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir))
+    old = train.upgrade_config  # the comparison below must see the old key renamed
+    assert old({"glimpses": 2, "alpha": 0.6}) == {"num_glimpses": 2, "alpha": 0.6}
+    (model_dir / "backup").mkdir(parents=True)
+    checkpoints.write_json({"glimpses": 3}, str(model_dir / "config.json"))
+    with pytest.raises(app.UsageError, match=r"--num_glimpses=2 \(the run has 3\)"):
+        run_train(*args, "--glimpses=2")
+    checkpoints.write_json({"glimpses": 2}, str(model_dir / "config.json"))
+    run_train(*args, "--glimpses=2")
+    assert (model_dir / "final.keras").exists()
+    assert _config(model_dir)["num_glimpses"] == 2
+
+
 def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
     run_train, tmp_path, idx_dir
 ):
@@ -353,7 +384,8 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
     [
         ("--backbone=resnet1000", "resnet1000"),
         ("--downsample=0.5", "--downsample=0.5"),
-        ("--glimpses=0", "--glimpses=0"),
+        ("--num_glimpses=0", "--num_glimpses=0"),
+        ("--glimpses=0", "--num_glimpses=0"),  # the old name of the flag
         ("--alpha=1.5", "--alpha=1.5"),
         ("--glimpse_loss_from=3", "--glimpse_loss_from=3"),
         ("--mean=abc", "--mean=abc"),
