@@ -5,7 +5,11 @@ Values the paper states are marked (paper), those taken from its official code
 with where: docs/results.md's ablation); the others are the usual choices for the data
 set and backbone, chosen here because neither the paper nor its code gives them.
 docs/training.md's recipe table lists where the paper and the official code differ.
+The data sets themselves (reader, size, channels, evaluation transform) are registered
+in pipelines.SPECS; this module gives each its training recipe.
 """
+
+import pipelines
 
 # Settings shared by every data set unless its preset says otherwise.
 COMMON = {
@@ -87,13 +91,21 @@ PRESETS = {
 PRESETS["imagenet"] = dict(PRESETS["imagenet100"])
 PRESETS["folder"] = dict(PRESETS["imagenet100"], epochs=100)
 PRESETS["translated_fashion_mnist"] = dict(PRESETS["translated_mnist"])
+# One recipe for each data set of the registry (pipelines.SPECS), and no other.
+if set(PRESETS) != set(pipelines.DATASETS):
+    raise RuntimeError(
+        "presets.PRESETS and pipelines.SPECS name different data sets: "
+        f"{sorted(set(PRESETS) ^ set(pipelines.DATASETS))}; each data set needs "
+        "its spec in pipelines/__init__.py and its recipe here"
+    )
 
 
 def preset(dataset, backbone=None):
     """The resolved preset for `dataset` (and `backbone`, which changes s)."""
     if dataset not in PRESETS:
         raise ValueError(
-            f"Unknown dataset. Received: dataset={dataset!r}; expected one of {sorted(PRESETS)}"
+            f"Unknown dataset. Received: dataset={dataset!r}; expected one of "
+            f"{sorted(pipelines.DATASETS)}"
         )
     config = {**COMMON, **PRESETS[dataset]}
     backbone = backbone or config["backbone"]

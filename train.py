@@ -48,7 +48,7 @@ from mgnet_tf.schedules import SCHEDULES, learning_rate_schedule  # noqa: E402
 FLAGS = flags.FLAGS
 _PRESET = "default: the data set's preset"
 
-flags.DEFINE_enum("dataset", None, sorted(presets.PRESETS), "Data set to train on.")
+flags.DEFINE_enum("dataset", None, sorted(pipelines.DATASETS), "Data set to train on.")
 flags.DEFINE_string("data_dir", None, "Data set root (local or gs://).")
 flags.DEFINE_string("model_dir", None, "Where config, checkpoints and logs go.")
 flags.DEFINE_string("classes_file", None, "imagenet100: class list, one wnid a line.")

@@ -17,21 +17,7 @@ from pipelines import image_folder, tiny_imagenet, translated_mnist
 from pipelines.decode import SkippedFiles, decode_image
 from pipelines.transform import EvalTransform
 
-DATASETS = (
-    "tiny_imagenet",
-    "imagenet100",
-    "imagenet",
-    "folder",
-    "translated_mnist",
-    "translated_fashion_mnist",
-)
-# Sets trained with random-resized crops and evaluated on centre crops.
-_IMAGENET_LIKE = ("imagenet100", "imagenet", "folder")
 IMAGENET_CROP_FRACTION = 0.875  # torchvision's Resize(256) + CenterCrop(224)
-_TRANSLATED_VARIANTS = {
-    "translated_mnist": "mnist",
-    "translated_fashion_mnist": "fashion_mnist",
-}
 _CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": (
@@ -50,11 +36,69 @@ _CLASS_NAMES = {
 _FILE_SPLITS = ("train", "validation")
 # ImageNet's archive calls its validation directory "val"; some copies do not.
 _SPLIT_DIRS = {"train": ("train",), "validation": ("val", "validation")}
-# Native sizes: Tiny ImageNet's images, the usual ImageNet crop, the paper's
-# translated-MNIST canvas.
-_TINY_SIZE, _IMAGENET_SIZE, _CANVAS_SIZE = 64, 224, 112
-# ImageNet100 is the first 100 sorted wnids (the paper's definition).
-_IMAGENET100_CLASSES = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What is fixed about a data set before its files are read.
+
+    Attributes:
+        name: The name train.py's and evaluate.py's --dataset take.
+        reader: "translated" (IDX arrays placed on a canvas, `translated_mnist`),
+            "tiny_imagenet" (`tiny_imagenet`) or "image_folder" (class directories,
+            `image_folder`).
+        image_size: Native side of the images the pipeline yields: the paper's
+            112 px canvas, Tiny ImageNet's 64 px, the usual 224 px ImageNet crop.
+        channels: 1 (grayscale) or 3 (RGB).
+        crop_fraction: The evaluation transform (`transform.EvalTransform`): None
+            resizes; a float resizes the shorter side and crops the centre. The
+            ImageNet-like sets train on random-resized crops and evaluate on
+            centre crops.
+        variant: For "translated": the IDX files' data set, "mnist" or
+            "fashion_mnist".
+        num_classes: The first classes kept, in sorted order (ImageNet100 is the
+            first 100 sorted wnids, the paper's definition); None keeps all.
+    """
+
+    name: str
+    reader: str
+    image_size: int
+    channels: int
+    crop_fraction: float = None
+    variant: str = None
+    num_classes: int = None
+
+    @property
+    def imagenet_like(self):
+        """Class directories, random-resized crops in training, centre crops after."""
+        return self.reader == "image_folder"
+
+
+# The one registry of data sets: train.py (with presets.PRESETS, one recipe a name,
+# checked against this table), evaluate.py and the notebook read it.
+SPECS = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("tiny_imagenet", "tiny_imagenet", 64, 3),
+        DatasetSpec(
+            "imagenet100", "image_folder", 224, 3, IMAGENET_CROP_FRACTION, num_classes=100
+        ),
+        DatasetSpec("imagenet", "image_folder", 224, 3, IMAGENET_CROP_FRACTION),
+        DatasetSpec("folder", "image_folder", 224, 3, IMAGENET_CROP_FRACTION),
+        DatasetSpec("translated_mnist", "translated", 112, 1, variant="mnist"),
+        DatasetSpec(
+            "translated_fashion_mnist", "translated", 112, 1, variant="fashion_mnist"
+        ),
+    )
+}
+DATASETS = tuple(SPECS)
+
+
+def spec(name):
+    """The `DatasetSpec` of `name`; a ValueError lists the known names."""
+    if name not in SPECS:
+        raise ValueError(f"Expected a data set in {DATASETS}. Received: {name!r}")
+    return SPECS[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,29 +145,28 @@ def dataset_info(name, data_dir=None, classes_file=None):
             `classes_file` is given for a data set that takes none.
         FileNotFoundError: If the class list cannot be read.
     """
-    if name not in DATASETS:
-        raise ValueError(f"Expected a data set in {DATASETS}. Received: {name!r}")
-    if classes_file is not None and name not in _IMAGENET_LIKE:
+    data = spec(name)
+    if classes_file is not None and not data.imagenet_like:
+        imagenet_like = tuple(n for n in DATASETS if SPECS[n].imagenet_like)
         raise ValueError(
-            f"classes_file applies to {_IMAGENET_LIKE}, not {name!r}. "
+            f"classes_file applies to {imagenet_like}, not {name!r}. "
             f"Received: classes_file={classes_file!r}"
         )
-    if name in _TRANSLATED_VARIANTS:
-        names = _CLASS_NAMES[_TRANSLATED_VARIANTS[name]]
+    if data.reader == "translated":
+        names = _CLASS_NAMES[data.variant]
         return DatasetInfo(
-            name, len(names), names, _CANVAS_SIZE, 1, translated_mnist.SPLITS
+            name, len(names), names, data.image_size, 1, translated_mnist.SPLITS
         )
     if data_dir is None:
         raise ValueError(
             f"--data_dir is required for data set {name!r}: the directory that "
             "holds its split directories."
         )
-    if name == "tiny_imagenet":
-        names, size = tiny_imagenet.read_wnids(data_dir), _TINY_SIZE
+    if data.reader == "tiny_imagenet":
+        names = tiny_imagenet.read_wnids(data_dir)
     else:
-        num_classes = _IMAGENET100_CLASSES if name == "imagenet100" else None
-        names = image_folder.imagenet_classes(data_dir, num_classes, classes_file)
-        size = _IMAGENET_SIZE
+        names = image_folder.imagenet_classes(data_dir, data.num_classes, classes_file)
+    size = data.image_size
     return DatasetInfo(name, len(names), tuple(names), size, 3, _FILE_SPLITS)
 
 
@@ -214,7 +257,7 @@ def build_dataset(
         if not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"Expected start_step >= 0. Received: {start_step!r}")
         start = start_step * batch_size
-    if name in _TRANSLATED_VARIANTS:
+    if spec(name).reader == "translated":
         if augment != "none":
             raise ValueError(
                 f"{name!r} takes augment='none' only: its random translation "
@@ -251,7 +294,7 @@ def _translated(
     info, split, data_dir, size, training, seed, noise_std, context, start=None
 ):
     """Unbatched translated (Fashion-)MNIST, resized to `size` if need be."""
-    arrays = _load_idx(data_dir, _TRANSLATED_VARIANTS[info.name])
+    arrays = _load_idx(data_dir, SPECS[info.name].variant)
     images, labels = translated_mnist.select_split(arrays, split)
     dataset = translated_mnist.translated_dataset(
         images,
@@ -290,12 +333,13 @@ def object_boxes(name, split, count, seed, image_size=None, data_dir=None):
         yielded images (`mgnet_tf.localization`'s convention), or None for data sets
         without known boxes (all but the translated ones).
     """
-    if name not in _TRANSLATED_VARIANTS:
+    data = spec(name)
+    if data.reader != "translated":
         return None
     if count is None:
         count = num_examples(name, split, data_dir)
-    boxes = translated_mnist.object_boxes(count, seed, _CANVAS_SIZE)
-    return boxes * ((image_size or _CANVAS_SIZE) / _CANVAS_SIZE)
+    boxes = translated_mnist.object_boxes(count, seed, data.image_size)
+    return boxes * ((image_size or data.image_size) / data.image_size)
 
 
 # Cached: train, validation and test all come from the same four files.
@@ -319,8 +363,8 @@ def num_examples(name, split, data_dir=None, classes_file=None):
         raise ValueError(
             f"Expected split in {info.splits} for {name!r}. Received: {split!r}"
         )
-    if name in _TRANSLATED_VARIANTS:
-        arrays = _load_idx(data_dir, _TRANSLATED_VARIANTS[name])
+    if SPECS[name].reader == "translated":
+        arrays = _load_idx(data_dir, SPECS[name].variant)
         return len(translated_mnist.select_split(arrays, split)[1])
     return len(_list_files(info, split, data_dir)[0])
 
@@ -329,7 +373,7 @@ def num_examples(name, split, data_dir=None, classes_file=None):
 @functools.lru_cache(maxsize=None)
 def _list_files(info, split, data_dir):
     """`(paths, labels)` of a file-based split, labelled as in `info`."""
-    if info.name == "tiny_imagenet":
+    if SPECS[info.name].reader == "tiny_imagenet":
         paths, labels, _ = tiny_imagenet.list_tiny_imagenet(data_dir, split)
         return paths, labels
     candidates = [posixpath.join(data_dir, d) for d in _SPLIT_DIRS[split]]
@@ -378,11 +422,11 @@ def _image_files(
     dataset = dataset.filter(
         lambda path, data, *rest: skipped.keep_complete(path, data)
     )
-    imagenet_like = info.name in _IMAGENET_LIKE
+    data = SPECS[info.name]
     if training:
-        transform = _train_transform(imagenet_like, info.channels, size, policy)
+        transform = _train_transform(data.imagenet_like, info.channels, size, policy)
     else:
-        transform = eval_transform(imagenet_like, info.channels, size)
+        transform = _eval_map(EvalTransform(size, info.channels, data.crop_fraction))
     # Files that look complete but still fail to decode are named and counted too.
     return skipped.map_or_skip(dataset, transform)
 
@@ -409,12 +453,13 @@ def _train_transform(imagenet_like, channels, size, policy):
 
 def eval_transform(imagenet_like, channels, size):
     """The map function from (path, bytes, label) to an evaluation example: the
-    `EvalTransform` of the data set (a centre crop for ImageNet-like sets, else a
+    `EvalTransform` of an ImageNet-like set (a centre crop) or of any other (a
     resize, none when already at the size)."""
-    image_transform = EvalTransform(
-        size, channels, IMAGENET_CROP_FRACTION if imagenet_like else None
-    )
+    crop = IMAGENET_CROP_FRACTION if imagenet_like else None
+    return _eval_map(EvalTransform(size, channels, crop))
 
+
+def _eval_map(image_transform):
     def transform(path, data, label):
         return image_transform.file_bytes(data), label
 
@@ -422,11 +467,8 @@ def eval_transform(imagenet_like, channels, size):
 
 
 def crop_fraction(name):
-    """The evaluation crop of a data set (`EvalTransform.crop_fraction`): the
-    ImageNet-like sets' centre crop, else None (a plain resize)."""
-    if name not in DATASETS:
-        raise ValueError(f"Expected a data set in {DATASETS}. Received: {name!r}")
-    return IMAGENET_CROP_FRACTION if name in _IMAGENET_LIKE else None
+    """The evaluation crop of a data set (`EvalTransform.crop_fraction`)."""
+    return spec(name).crop_fraction
 
 
 def _to_unit_float(image):

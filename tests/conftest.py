@@ -185,3 +185,16 @@ def encode():
     """`encode(array, fmt, mode=None)`: image bytes in "JPEG", "PNG", "GIF",
     "BMP" or "WEBP", converted by Pillow to `mode` (e.g. "CMYK") first."""
     return pillow_bytes
+
+
+@pytest.fixture
+def roots(tiny_imagenet_root, imagenet_root, imagenet101_root, idx_dir):
+    """data_dir of each data set kind."""
+    return {
+        "tiny_imagenet": str(tiny_imagenet_root),
+        "imagenet": str(imagenet_root),
+        "folder": str(imagenet_root),
+        "imagenet100": str(imagenet101_root),
+        "translated_mnist": str(idx_dir),
+        "translated_fashion_mnist": str(idx_dir),
+    }

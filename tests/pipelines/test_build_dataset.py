@@ -9,19 +9,6 @@ from pipelines import build_dataset, dataset_info
 from pipelines.decode import SkippedFiles
 
 
-@pytest.fixture
-def roots(tiny_imagenet_root, imagenet_root, imagenet101_root, idx_dir):
-    """data_dir of each data set kind."""
-    return {
-        "tiny_imagenet": str(tiny_imagenet_root),
-        "imagenet": str(imagenet_root),
-        "folder": str(imagenet_root),
-        "imagenet100": str(imagenet101_root),
-        "translated_mnist": str(idx_dir),
-        "translated_fashion_mnist": str(idx_dir),
-    }
-
-
 # (data set, split, training) -> (number of examples, channels). Tiny
 # ImageNet's training split has 12 files, one of them truncated.
 CASES = {
