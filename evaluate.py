@@ -388,37 +388,16 @@ def image_paths():
     return paths
 
 
-def read_images(model, paths):
-    """The model's inputs for image files: float32 (N, S, S, C) and the paths read.
-
-    Each file goes through the evaluation transform the model records
-    (`pipelines.transform`), the one its SavedModel applies to the same file; a
-    file that cannot be read is named and skipped.
-    """
-    images, kept = [], []
-    transform = EvalTransform.of_model(model)
-    for path in paths:
-        try:
-            image = transform.file_bytes(tf.io.read_file(path))
-        except tf.errors.OpError as error:
-            logging.warning(
-                "Skipping %s: not a readable image (%s)", path, error.message
-            )
-            continue
-        images.append(image.numpy())
-        kept.append(path)
-    if not images:
+def images_section(model, class_names, paths, directory):
+    """Top classes after each glimpse for each of `paths` (from `image_paths`)."""
+    results = []
+    # The model's own transform: what its SavedModel does with the same file.
+    images, kept = EvalTransform.of_model(model).read_files(paths)
+    if not kept:
         raise app.UsageError(
             f"--images: none of the {len(paths)} files could be read as an image "
             f"(first: {paths[0]})"
         )
-    return np.stack(images), kept
-
-
-def images_section(model, class_names, paths, directory):
-    """Top classes after each glimpse for each of `paths` (from `image_paths`)."""
-    results = []
-    images, kept = read_images(model, paths)
     outputs = evaluation.predict(
         model,
         tf.data.Dataset.from_tensors((images, np.zeros(len(images)))),

@@ -10,7 +10,9 @@ Only TensorFlow ops: the transform is traced into SavedModels.
 """
 
 import dataclasses
+import logging
 
+import numpy as np
 import tensorflow as tf
 
 from pipelines import augment
@@ -60,6 +62,22 @@ class EvalTransform:
     def file_bytes(self, image_bytes):
         """An encoded JPEG/PNG/GIF/BMP/WebP file -> float32 (size, size, channels)."""
         return self.image(decode_image(image_bytes, self.channels))
+
+    def read_files(self, paths):
+        """`evaluate.py --images`: the transformed files as float32 (N, S, S, C) and
+        the paths read; a file that cannot be read is named (logged) and skipped."""
+        images, kept = [], []
+        for path in paths:
+            try:
+                images.append(self.file_bytes(tf.io.read_file(path)).numpy())
+            except tf.errors.OpError as error:
+                logging.warning(
+                    "Skipping %s: not a readable image (%s)", path, error.message
+                )
+                continue
+            kept.append(path)
+        shape = (0, self.size, self.size, self.channels)
+        return (np.stack(images) if images else np.zeros(shape, np.float32)), kept
 
     @classmethod
     def of_model(cls, model):

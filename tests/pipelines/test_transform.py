@@ -1,7 +1,7 @@
-"""One road for an image: the evaluation pipeline, `evaluate.py --images` and the
-SavedModel's signatures feed the model the same tensor for the same file."""
+"""One road for an image: the evaluation pipeline, `evaluate.py --images`
+(`EvalTransform.of_model(model).read_files`) and the SavedModel's signatures feed the
+model the same tensor for the same file."""
 
-import io
 import os
 
 import numpy as np
@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import evaluate
 import pipelines
 from mgnet_tf import MGNet
 from mgnet_tf.export import signatures
@@ -104,7 +103,7 @@ def test_an_imagenet_like_set_is_evaluated_and_served_on_the_same_pixels(tmp_pat
 
     model = _model(size, 3, pipelines.crop_fraction("folder"))
     assert model.crop_fraction == 0.875
-    read, kept = evaluate.read_images(model, paths)
+    read, kept = EvalTransform.of_model(model).read_files(paths)
     from_bytes, from_pixels = _served_inputs(model, paths)
     assert kept == paths
     np.testing.assert_array_equal(read, evaluated)
@@ -135,7 +134,7 @@ def test_a_translated_canvas_written_to_a_file_reaches_the_model_unchanged(tmp_p
         Image.fromarray(np.repeat(pixels[..., None], 3, -1)).save(rgb)
         paths += [grey, rgb]
     expected = np.repeat(canvases, 2, axis=0)
-    read, _ = evaluate.read_images(model, paths)
+    read, _ = EvalTransform.of_model(model).read_files(paths)
     from_bytes, from_pixels = _served_inputs(model, paths)
     np.testing.assert_array_equal(read, expected)
     np.testing.assert_array_equal(from_bytes, expected)
