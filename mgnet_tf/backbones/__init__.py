@@ -5,18 +5,15 @@ registered names. Any `keras.applications` model is also available as
 `"keras_app:<Name>"`, e.g. `"keras_app:MobileNetV3Small"`.
 """
 
+import functools
+
 from mgnet_tf.backbones import keras_applications
 from mgnet_tf.backbones import resnet
 from mgnet_tf.backbones.vanilla_cnn import vanilla_cnn
 
-# Builders taking `(input_shape, small_input)`.
+# Builders taking `(input_shape, small_input)`: the ResNet family's spec table.
 _RESNET_BUILDERS = {
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
-    "resnext50_32x4d": resnet.resnext50_32x4d,
-    "wide_resnet50_2": resnet.wide_resnet50_2,
+    name: functools.partial(resnet.resnet_by_name, name) for name in resnet.RESNETS
 }
 # Builders taking `(input_shape)` only.
 _OTHER_BUILDERS = {

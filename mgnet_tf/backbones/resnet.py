@@ -125,94 +125,35 @@ def resnet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def resnet18(input_shape, small_input=False):
-    """ResNet-18 (11.7M parameters with a 1000-way classifier).
+# The family, as torchvision defines it: name -> (block, blocks per stage, groups,
+# width per group) and the parameter count with a 1000-way classifier.
+RESNETS = {
+    "resnet18": ("basic", (2, 2, 2, 2), 1, 64),  # 11.7M
+    "resnet34": ("basic", (3, 4, 6, 3), 1, 64),  # 21.8M
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 1, 64),  # 25.6M, v1.5
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64),  # 44.5M, v1.5
+    "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), 32, 4),  # 25.0M
+    "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), 1, 128),  # 68.9M
+}
+
+
+def resnet_by_name(name, input_shape, small_input=False):
+    """A member of `RESNETS` by its torchvision name.
 
     Args:
+        name: A key of `RESNETS`, e.g. "resnet18".
         input_shape: `(height, width, channels)` of the images.
         small_input: If True, drop the stem's max-pool.
     """
-    return resnet(
-        input_shape, "basic", [2, 2, 2, 2], small_input=small_input, name="resnet18"
-    )
-
-
-def resnet34(input_shape, small_input=False):
-    """ResNet-34 (21.8M parameters with a 1000-way classifier).
-
-    Args:
-        input_shape: `(height, width, channels)` of the images.
-        small_input: If True, drop the stem's max-pool.
-    """
-    return resnet(
-        input_shape, "basic", [3, 4, 6, 3], small_input=small_input, name="resnet34"
-    )
-
-
-def resnet50(input_shape, small_input=False):
-    """ResNet-50 v1.5 (25.6M parameters with a 1000-way classifier).
-
-    Args:
-        input_shape: `(height, width, channels)` of the images.
-        small_input: If True, drop the stem's max-pool.
-    """
+    block, layers, groups, width_per_group = RESNETS[name]
     return resnet(
         input_shape,
-        "bottleneck",
-        [3, 4, 6, 3],
+        block,
+        list(layers),
+        groups=groups,
+        width_per_group=width_per_group,
         small_input=small_input,
-        name="resnet50",
-    )
-
-
-def resnet101(input_shape, small_input=False):
-    """ResNet-101 v1.5 (44.5M parameters with a 1000-way classifier).
-
-    Args:
-        input_shape: `(height, width, channels)` of the images.
-        small_input: If True, drop the stem's max-pool.
-    """
-    return resnet(
-        input_shape,
-        "bottleneck",
-        [3, 4, 23, 3],
-        small_input=small_input,
-        name="resnet101",
-    )
-
-
-def resnext50_32x4d(input_shape, small_input=False):
-    """ResNeXt-50 32x4d (25.0M parameters with a 1000-way classifier).
-
-    Args:
-        input_shape: `(height, width, channels)` of the images.
-        small_input: If True, drop the stem's max-pool.
-    """
-    return resnet(
-        input_shape,
-        "bottleneck",
-        [3, 4, 6, 3],
-        groups=32,
-        width_per_group=4,
-        small_input=small_input,
-        name="resnext50_32x4d",
-    )
-
-
-def wide_resnet50_2(input_shape, small_input=False):
-    """Wide ResNet-50-2 (68.9M parameters with a 1000-way classifier).
-
-    Args:
-        input_shape: `(height, width, channels)` of the images.
-        small_input: If True, drop the stem's max-pool.
-    """
-    return resnet(
-        input_shape,
-        "bottleneck",
-        [3, 4, 6, 3],
-        width_per_group=128,
-        small_input=small_input,
-        name="wide_resnet50_2",
+        name=name,
     )
 
 
