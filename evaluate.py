@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import pipelines  # noqa: E402
-from mgnet_tf import MGNet, attacks, checkpoints, evaluation, flops, localization  # noqa: E402
+from mgnet_tf import MGNet, attacks, evaluation, files, flops, localization  # noqa: E402
 from mgnet_tf.layers import sample_glimpses  # noqa: E402
 from mgnet_tf.visualize import glimpse_picture  # noqa: E402
 from pipelines import corruptions as corruption_lib  # noqa: E402
@@ -113,15 +113,15 @@ def load_run(model_dir, model_path, checkpoint):
         )
     config = {}
     if model_dir is not None:
-        config = checkpoints.read_json(os.path.join(model_dir, "config.json")) or {}
+        config = files.read_json(os.path.join(model_dir, "config.json")) or {}
         model_path = model_path or os.path.join(model_dir, f"{checkpoint}.keras")
     if not tf.io.gfile.exists(model_path):
         raise app.UsageError(
             f"No model at {model_path}; expected a .keras file from train.py"
         )
     try:
-        model = checkpoints.load_model(model_path)
-    except checkpoints.ModelFileError as error:
+        model = files.load_model(model_path)
+    except files.ModelFileError as error:
         raise app.UsageError(str(error)) from None
     if not isinstance(model, MGNet):
         raise app.UsageError(
@@ -597,7 +597,7 @@ def main(argv):
             model, settings.get("class_names"), paths, os.path.join(output_dir, "images")
         )
     report["plots"] = write_plots(report, output_dir)
-    checkpoints.write_json(report, os.path.join(output_dir, "evaluation.json"))
+    files.write_json(report, os.path.join(output_dir, "evaluation.json"))
     print_tables(report)
     print(f"\nReport: {os.path.join(output_dir, 'evaluation.json')}")
 

@@ -31,9 +31,9 @@ import tensorflow as tf  # noqa: E402
 
 import pipelines  # noqa: E402
 import presets  # noqa: E402
-import strategies  # noqa: E402
-from mgnet_tf import MGNet, backbones, checkpoints  # noqa: E402
-from mgnet_tf.callbacks import (  # noqa: E402
+from mgnet_tf import MGNet, backbones  # noqa: E402
+from training import checkpoints, strategies  # noqa: E402
+from training.callbacks import (  # noqa: E402
     GlimpseImages,
     LearningRateLogger,
     LocalizationLogger,

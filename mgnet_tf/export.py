@@ -26,7 +26,7 @@ import posixpath
 
 import tensorflow as tf
 
-from mgnet_tf import checkpoints
+from mgnet_tf import files
 from pipelines.transform import EvalTransform
 from mgnet_tf.visualize import glimpse_boxes
 
@@ -149,7 +149,7 @@ def export_saved_model(model, directory):
     with tf.io.gfile.GFile(marker, "w") as file:
         file.write(_marker_text(directory))
     tf.saved_model.save(serving, temporary, signatures=functions)
-    checkpoints.kill_point("saved_model")
+    files.kill_point("saved_model")
     tf.io.gfile.rename(temporary, directory)
     tf.io.gfile.remove(posixpath.join(directory, PARTIAL_MARKER))
     return sorted(functions)
@@ -187,8 +187,8 @@ def main(argv=None):
     import mgnet_tf  # noqa: F401, PLC0415 (registers the custom objects for loading)
 
     try:
-        model = checkpoints.load_model(args.model)
-    except checkpoints.ModelFileError as error:
+        model = files.load_model(args.model)
+    except files.ModelFileError as error:
         parser.error(f"--model: {error}")
     names = export_saved_model(model, args.output)
     print(f"Wrote {args.output} with signatures {names}")

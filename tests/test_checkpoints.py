@@ -3,7 +3,7 @@ import os
 import numpy as np
 
 import keras
-from mgnet_tf import checkpoints
+from training import checkpoints
 
 
 def _model():

@@ -4,7 +4,7 @@ import io
 import logging
 
 from mgnet_tf import _native_logs
-from mgnet_tf.callbacks import epoch_summary, summary_lines
+from training.callbacks import epoch_summary, summary_lines
 
 
 def _logs(glimpses):

@@ -238,12 +238,12 @@ def test_two_workers_on_localhost(tmp_path, make_idx):
 def test_multi_worker_patch_leaves_other_strategies_alone():
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    from mgnet_tf import multi_worker
+    from training import multi_worker
 
     assert multi_worker.patch_keras_for_multi_worker()
     assert multi_worker.patch_keras_for_multi_worker()  # idempotent
     wrapped = tf_trainer.reduce_per_replica
-    assert wrapped.__module__ == "mgnet_tf.multi_worker"
+    assert wrapped.__module__ == "training.multi_worker"
     values = {"loss": tf.constant(2.5), "acc": tf.constant([0.5])}
     reduced = wrapped(values, tf.distribute.get_strategy(), "auto")
     assert float(reduced["loss"]) == 2.5 and reduced["acc"].numpy().tolist() == [0.5]

@@ -1,7 +1,7 @@
 """A kill at any write of train.py loses nothing already reported: each is tried.
 
 train.py kills itself with SIGKILL at the write point named in MGNET_KILL_AT (see
-mgnet_tf.checkpoints.kill_point); the rerun of the same command must leave every
+mgnet_tf.files.kill_point); the rerun of the same command must leave every
 epoch once in metrics.csv and TensorBoard, best.keras consistent with metrics.csv,
 and no temporary file.
 """
@@ -16,7 +16,7 @@ import sys
 import keras
 import pytest
 
-from mgnet_tf import checkpoints
+from training import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 2

@@ -7,7 +7,7 @@ import pytest
 import keras
 import pipelines
 from mgnet_tf import MGNet
-from mgnet_tf.callbacks import LocalizationLogger
+from training.callbacks import LocalizationLogger
 from mgnet_tf.localization import (
     box_iou,
     center_distance,

@@ -8,7 +8,8 @@ import pytest
 from absl import app, flags
 
 import train
-from mgnet_tf import MGNet, checkpoints
+from mgnet_tf import MGNet
+from training import checkpoints
 
 
 @pytest.fixture

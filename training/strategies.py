@@ -11,7 +11,7 @@ import os
 
 import tensorflow as tf
 
-from mgnet_tf import multi_worker
+from training import multi_worker
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
