@@ -43,7 +43,16 @@ OFFICIAL = [
 # Rounds 1-3 ran against the preset of their day: normalization 0.5/0.5 and Keras'
 # initializers. Pinned here so that a rerun is the same run whatever the preset now says
 # (a run's own flags come later and win).
-ROUND_BASE = ["--mean=0.5", "--std=0.5", "--initializer=keras"]
+# Rounds 1-4 also ran with the size penalty of their day: weight 0.1 on every learned
+# glimpse, through the re-scaling.
+ROUND_BASE = [
+    "--mean=0.5",
+    "--std=0.5",
+    "--initializer=keras",
+    "--size_penalty=0.1",
+    "--size_penalty_mode=all",
+    "--size_penalty_rescaled",
+]
 PAPER_LOSS = ["--glimpse_loss_from=1"]
 NORM_INIT = ["--mean=0.1307", "--std=0.3081", "--initializer=torch"]
 RUNS = {
