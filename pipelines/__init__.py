@@ -155,7 +155,7 @@ def dataset_info(name, data_dir=None, classes_file=None):
     if data.reader == "translated":
         names = _CLASS_NAMES[data.variant]
         return DatasetInfo(
-            name, len(names), names, data.image_size, 1, translated_mnist.SPLITS
+            name, len(names), names, data.image_size, data.channels, translated_mnist.SPLITS
         )
     if data_dir is None:
         raise ValueError(
@@ -167,7 +167,7 @@ def dataset_info(name, data_dir=None, classes_file=None):
     else:
         names = image_folder.imagenet_classes(data_dir, data.num_classes, classes_file)
     size = data.image_size
-    return DatasetInfo(name, len(names), tuple(names), size, 3, _FILE_SPLITS)
+    return DatasetInfo(name, len(names), tuple(names), size, data.channels, _FILE_SPLITS)
 
 
 def build_dataset(

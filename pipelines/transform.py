@@ -51,6 +51,10 @@ class EvalTransform:
     def uint8(self, image):
         """uint8 (H, W, C) or (B, H, W, C), any of 1-4 channels -> uint8 at the size."""
         image = to_channels(tf.convert_to_tensor(image, tf.uint8), self.channels)
+        return self._resized(image)
+
+    def _resized(self, image):
+        """uint8 with the model's channels -> uint8 at the size."""
         if self.crop_fraction is None:
             return augment.resize(image, self.size)
         return augment.center_crop_resize(image, self.size, self.crop_fraction)
@@ -61,7 +65,9 @@ class EvalTransform:
 
     def file_bytes(self, image_bytes):
         """An encoded JPEG/PNG/GIF/BMP/WebP file -> float32 (size, size, channels)."""
-        return self.image(decode_image(image_bytes, self.channels))
+        # decode_image already converts the channels (with to_channels).
+        image = self._resized(decode_image(image_bytes, self.channels))
+        return tf.cast(image, tf.float32) / 255.0
 
     def read_files(self, paths):
         """`evaluate.py --images`: the transformed files as float32 (N, S, S, C) and
