@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(
-        include=["mgnet_tf", "mgnet_tf.*", "pipelines", "pipelines.*", "training", "training.*"]
+        include=["mgnet_tf", "mgnet_tf.*", "pipelines", "pipelines.*", "training", "training.*", "reports", "reports.*"]
     ),
     python_requires=">=3.10",
     # Keras 3 comes with TensorFlow 2.16+; 2.21 is the release this project is tested on.
