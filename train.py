@@ -342,8 +342,7 @@ def prepare_model_dir(model_dir, config, overwrite):
                 "--model_dir"
             )
     tf.io.gfile.makedirs(model_dir)
-    checkpoints.write_json(config, os.path.join(model_dir, "config.json"))
-    return state
+    return state  # config.json is written once the model is built (main)
 
 
 def _flag_text(value):
@@ -423,11 +422,57 @@ def main(argv):
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_dtype_policy(config["mixed_precision"])
 
-    info = pipelines.dataset_info(
-        config["dataset"], config["data_dir"], config["classes_file"]
-    )
+    steps_per_epoch = _steps_per_epoch(config)
+    initial_epoch = checkpoints.completed_epochs(os.path.join(model_dir, "backup"))
+    _clean_up_after_a_kill(model_dir, initial_epoch)
     skipped = pipelines.SkippedFiles()
-    data_args = dict(
+    train_data, validation_data = _input_data(
+        config, strategy, initial_epoch * steps_per_epoch, skipped
+    )
+    model = _compiled_model(config, strategy, steps_per_epoch)
+    # One write of the run's config.json, with the model's own arguments under one
+    # key: MGNet.from_config(config["model"]).
+    checkpoints.write_json(
+        {**config, "model": model.get_config()}, os.path.join(model_dir, "config.json")
+    )
+    callbacks = _callbacks(model, config, model_dir, steps_per_epoch, skipped)
+    if state == "resume":
+        logging.info(
+            "Resuming the interrupted run in %s after epoch %d", model_dir, initial_epoch
+        )
+    model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=config["epochs"],
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=config["validation_steps"],
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles
+        verbose=0,  # epoch_summary prints the progress
+    )
+    if not chief:
+        tf.io.gfile.rmtree(model_dir)  # the chief holds the run's files
+        return
+    logging.info("Saved %s", os.path.join(model_dir, "final.keras"))
+    _export(model, model_dir)
+
+
+def _steps_per_epoch(config):
+    train_size = pipelines.num_examples(
+        config["dataset"], "train", config["data_dir"], config["classes_file"]
+    )
+    steps = config["steps_per_epoch"] or train_size // config["batch_size"]
+    if steps < 1:
+        raise app.UsageError(
+            f"--batch_size={config['batch_size']} is larger than the training set "
+            f"({train_size} images)"
+        )
+    return steps
+
+
+def _data_args(config, skipped=None):
+    """`pipelines.build_dataset`'s arguments that come from the run's config."""
+    return dict(
         data_dir=config["data_dir"],
         batch_size=config["batch_size"],
         image_size=config["image_size"],
@@ -436,6 +481,11 @@ def main(argv):
         classes_file=config["classes_file"],
         skipped=skipped,
     )
+
+
+def _input_data(config, strategy, start_step, skipped):
+    """The distributed training and validation data."""
+    data_args = _data_args(config, skipped)
 
     def distributed(split, repeat, **kwargs):
         # Each input pipeline reads its own shard and yields per-replica batches.
@@ -447,18 +497,6 @@ def main(argv):
 
         return strategy.distribute_datasets_from_function(dataset)
 
-    train_size = pipelines.num_examples(
-        config["dataset"], "train", config["data_dir"], config["classes_file"]
-    )
-    steps_per_epoch = config["steps_per_epoch"] or train_size // config["batch_size"]
-    if steps_per_epoch < 1:
-        raise app.UsageError(
-            f"--batch_size={config['batch_size']} is larger than the training set "
-            f"({train_size} images)"
-        )
-    backup_dir = os.path.join(model_dir, "backup")
-    initial_epoch = checkpoints.completed_epochs(backup_dir)
-    _clean_up_after_a_kill(model_dir, initial_epoch)
     # One endless stream of training batches whose order and augmentation in each
     # pass are a function of (seed, pass): fit keeps its iterator across epochs,
     # and a resumed run starts the stream where the interrupted one stopped.
@@ -467,7 +505,7 @@ def main(argv):
         False,
         training=True,
         augment=config["augment"],
-        start_step=initial_epoch * steps_per_epoch,
+        start_step=start_step,
     )
     _check_validation_batches(config, strategy)
     # Several replicas: whole validation batches only, so that no replica gets an
@@ -479,14 +517,15 @@ def main(argv):
         config["validation_steps"] is not None,
         drop_remainder=strategy.num_replicas_in_sync > 1,
     )
+    return train_data, validation_data
 
-    with strategy.scope():
-        model = build_model(config, info.num_classes, info.channels)
-    # The model's own arguments under one key: MGNet.from_config(config["model"]).
-    checkpoints.write_json(
-        {**config, "model": model.get_config()}, os.path.join(model_dir, "config.json")
+
+def _compiled_model(config, strategy, steps_per_epoch):
+    info = pipelines.dataset_info(
+        config["dataset"], config["data_dir"], config["classes_file"]
     )
     with strategy.scope():
+        model = build_model(config, info.num_classes, info.channels)
         schedule = learning_rate_schedule(
             config["schedule"],
             config["learning_rate"],
@@ -501,8 +540,17 @@ def main(argv):
             ),
             jit_compile=config["jit_compile"],
         )
+    return model
 
+
+def _callbacks(model, config, model_dir, steps_per_epoch, skipped):
+    """What happens at the end of each epoch, in order: every record is written
+    first and the backup last. A kill before the backup is complete reruns the epoch
+    (its CSV rows and TensorBoard steps are dropped at the start, see
+    _clean_up_after_a_kill), a kill after it loses nothing."""
     logs_dir = os.path.join(model_dir, "logs")
+    final_path = os.path.join(model_dir, "final.keras")
+    data_args = _data_args(config)
     samples = pipelines.build_dataset(
         config["dataset"], "validation", **{**data_args, "batch_size": 8}
     )
@@ -521,13 +569,9 @@ def main(argv):
         config["seed"],
         image_size=config["image_size"],
     )
-    final_accuracy = f"val_acc_{config['num_glimpses']}"
-    final_path = os.path.join(model_dir, "final.keras")
-    # At the end of each epoch every record is written first and the backup last: a
-    # kill before the backup is complete reruns the epoch (its CSV rows and
-    # TensorBoard steps are dropped at the start, see _clean_up_after_a_kill), a kill
-    # after it loses nothing.
-    callbacks = [
+    # The best model by the validation accuracy after the last glimpse.
+    final_accuracy = "val_" + model.glimpse_accuracies[-1].name
+    return [
         LearningRateLogger(),
         # Before the loggers below, which record what it adds to the epoch logs.
         LocalizationLogger(logs_dir, watched_images, watched_boxes),
@@ -541,7 +585,7 @@ def main(argv):
         _CSVLogger(os.path.join(model_dir, "metrics.csv"), append=True),
         _TensorBoard(logs_dir),
         GlimpseImages(logs_dir, sample_images[:8], sample_labels[:8]),
-        checkpoints.BackupAndRestore(backup_dir),
+        checkpoints.BackupAndRestore(os.path.join(model_dir, "backup")),
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: _report_skipped(skipped)
         ),
@@ -550,25 +594,6 @@ def main(argv):
             config["epochs"], steps_per_epoch, progress=sys.stdout.isatty()
         ),
     ]
-    if state == "resume":
-        logging.info(
-            "Resuming the interrupted run in %s after epoch %d", model_dir, initial_epoch
-        )
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=config["epochs"],
-        steps_per_epoch=steps_per_epoch,
-        validation_steps=config["validation_steps"],
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles
-        verbose=0,  # epoch_summary prints the progress
-    )
-    if not chief:
-        tf.io.gfile.rmtree(model_dir)  # the chief holds the run's files
-        return
-    logging.info("Saved %s", final_path)
-    _export(model, model_dir)
 
 
 def _export(model, model_dir):
