@@ -27,6 +27,7 @@ from absl import app, flags  # noqa: E402
 
 import pipelines  # noqa: E402
 from pipelines.decode import SkippedFiles  # noqa: E402
+from pipelines.transform import EvalTransform  # noqa: E402
 
 flags.DEFINE_integer("images", 4000, "Synthetic JPEG files to read per pass.")
 flags.DEFINE_integer("size", 64, "Their side in pixels (64: Tiny ImageNet).")
@@ -77,7 +78,7 @@ def one_pass(dataset, batch_size):
 
 def main(argv):
     del argv
-    transform = pipelines.eval_transform(False, 3, FLAGS.size)
+    transform = pipelines.eval_map(EvalTransform(FLAGS.size, 3))
     with tempfile.TemporaryDirectory() as root:
         paths = write_files(root, FLAGS.images, FLAGS.size)
         rates = {"map + ignore_errors (silent)": [], "map_or_skip (named)": []}

@@ -426,7 +426,7 @@ def _image_files(
     if training:
         transform = _train_transform(data.imagenet_like, info.channels, size, policy)
     else:
-        transform = _eval_map(EvalTransform(size, info.channels, data.crop_fraction))
+        transform = eval_map(EvalTransform(size, info.channels, data.crop_fraction))
     # Files that look complete but still fail to decode are named and counted too.
     return skipped.map_or_skip(dataset, transform)
 
@@ -451,15 +451,10 @@ def _train_transform(imagenet_like, channels, size, policy):
     return transform
 
 
-def eval_transform(imagenet_like, channels, size):
-    """The map function from (path, bytes, label) to an evaluation example: the
-    `EvalTransform` of an ImageNet-like set (a centre crop) or of any other (a
-    resize, none when already at the size)."""
-    crop = IMAGENET_CROP_FRACTION if imagenet_like else None
-    return _eval_map(EvalTransform(size, channels, crop))
+def eval_map(image_transform):
+    """The `Dataset.map` function from (path, file bytes, label) to an evaluation
+    example (image in [0, 1], label) through an `EvalTransform`."""
 
-
-def _eval_map(image_transform):
     def transform(path, data, label):
         return image_transform.file_bytes(data), label
 

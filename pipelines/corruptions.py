@@ -23,9 +23,9 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from pipelines import eval_transform
-from pipelines import image_folder
-from pipelines.decode import SkippedFiles, decode_image
+from pipelines import IMAGENET_CROP_FRACTION, eval_map, image_folder
+from pipelines.decode import SkippedFiles
+from pipelines.transform import EvalTransform
 
 # The benchmark's order (Hendrycks & Dietterich, 2019): noise, blur, weather,
 # digital. Tables of mCE list them in this order.
@@ -227,8 +227,9 @@ def imagenet_c_dataset(
     )
     # As in `build_dataset`: files that look complete but still fail to decode
     # are named and counted too.
+    crop = IMAGENET_CROP_FRACTION if center_crop else None
     dataset = skipped.map_or_skip(
-        dataset, eval_transform(center_crop, channels, image_size)
+        dataset, eval_map(EvalTransform(image_size, channels, crop))
     )
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
