@@ -28,7 +28,10 @@ setup(
         # No torch: the PyTorch reference values (sampler, one-cycle schedule,
         # ResNet-18) are stored in tests/data/*.npz; tests/data/torch_reference.py
         # regenerates them.
-        "test": ["pytest", "pillow", "nbclient", "nbformat", "ipykernel"],
+        # jax: the layer and model tests also run on Keras' JAX backend.
+        "test": ["pytest", "pillow", "nbclient", "nbformat", "ipykernel", "jax"],
+        # Training on the JAX backend (KERAS_BACKEND=jax python train.py ...; TPUs).
+        "jax": ["jax"],
         # Generated ImageNet-C corruptions (evaluate.py --corruptions). The package
         # itself, imagecorruptions-imaug, must be installed with --no-deps: it asks for
         # opencv-python, the GUI build that needs libGL; the headless build serves.

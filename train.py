@@ -323,7 +323,7 @@ def prepare_model_dir(model_dir, config, overwrite):
     if state != "new" and saved is not None:
         # The hardware may change between attempts; the recipe may not (the
         # learning-rate schedule spans --epochs, so that may not change either).
-        free = ("strategy", "num_replicas")
+        free = ("strategy", "num_replicas", "backend")
         # A setting the saved run does not record (a flag added since) cannot differ.
         changed = sorted(
             k
@@ -410,7 +410,11 @@ def main(argv):
     strategy = strategies.build_strategy(
         FLAGS.strategy, FLAGS.tpu, FLAGS.num_cpu_replicas
     )
-    config.update(strategy=FLAGS.strategy, num_replicas=strategy.num_replicas_in_sync)
+    config.update(
+        strategy=FLAGS.strategy,
+        num_replicas=strategy.num_replicas_in_sync,
+        backend=keras.backend.backend(),  # the model file is backend-free
+    )
     chief = strategies.is_chief(strategy)
     model_dir = strategies.output_dir(FLAGS.model_dir, strategy)
     state = prepare_model_dir(model_dir, config, FLAGS.overwrite)

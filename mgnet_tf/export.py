@@ -21,9 +21,14 @@ a process that never imported mgnet_tf.
 """
 
 import argparse
+import ast
 import os
 import posixpath
+import subprocess
+import sys
+import tempfile
 
+import keras
 import tensorflow as tf
 
 from mgnet_tf import files
@@ -126,12 +131,19 @@ def export_saved_model(model, directory):
 
     Returns:
         The sorted signature names.
+
+    On another Keras backend (a model trained with JAX) the model is saved to a
+    temporary .keras file and exported by `python -m mgnet_tf.export` in a process
+    on the TensorFlow backend: .keras files are backend-free, SavedModels are
+    TensorFlow graphs.
     """
     if tf.io.gfile.exists(directory):
         raise FileExistsError(
             f"{directory} exists; remove it or choose another --output, so that no "
             "earlier export is overwritten"
         )
+    if keras.backend.backend() != "tensorflow":
+        return _export_on_tensorflow(model, directory)
     serving, functions = signatures(model)
     # Written under a temporary name first: an interrupted export leaves no directory
     # that looks complete.
@@ -153,6 +165,33 @@ def export_saved_model(model, directory):
     tf.io.gfile.rename(temporary, directory)
     tf.io.gfile.remove(posixpath.join(directory, PARTIAL_MARKER))
     return sorted(functions)
+
+
+def _export_on_tensorflow(model, directory):
+    """`export_saved_model` in a child process on the TensorFlow backend."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+    # The child imports this checkout's mgnet_tf and pipelines, installed or not.
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, environment.get("PYTHONPATH")) if p
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "model.keras")
+        model.save(path)
+        result = subprocess.run(
+            [sys.executable, "-m", "mgnet_tf.export", f"--model={path}", f"--output={directory}"],
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"Exporting {directory} on the TensorFlow backend failed "
+            f"(exit status {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    # The child's last line: "Wrote <output> with signatures [...]".
+    last = result.stdout.strip().splitlines()[-1]
+    return ast.literal_eval(last.split(" with signatures ", 1)[1])
 
 
 # Written into `<output>.partial` while an export is under way: a later export of the

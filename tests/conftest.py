@@ -198,3 +198,14 @@ def roots(tiny_imagenet_root, imagenet_root, imagenet101_root, idx_dir):
         "translated_mnist": str(idx_dir),
         "translated_fashion_mnist": str(idx_dir),
     }
+
+
+def pytest_collection_modifyitems(config, items):
+    """On another Keras backend (KERAS_BACKEND=jax), tests marked `tensorflow_only`
+    are skipped, saying why."""
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"needs the TensorFlow backend, not {keras.backend.backend()}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)

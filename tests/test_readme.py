@@ -21,7 +21,9 @@ def test_ci_runs_the_readme_test_command():
     ci = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
     # .ci/run reads the command with this very awk program, then runs it.
     assert "/<!-- test-command/ {found=1; next} found && /^```bash/ {getline; print; exit}" in ci
-    assert extracted.endswith("python -m pytest")
+    # The whole suite on TensorFlow, then the layer and model tests on JAX.
+    assert "&& python -m pytest &&" in extracted
+    assert extracted.endswith("KERAS_BACKEND=jax python -m pytest tests/layers tests/test_mgnet.py")
     assert 'pip install -e ".[test,corruptions]"' in extracted
     assert f"```bash\n{extracted}\n```" in readme
     # The test install pulls no PyTorch (its reference values are stored fixtures).
