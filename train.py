@@ -407,12 +407,24 @@ def main(argv):
     del argv
     config = resolve_config()
     # Before any other TensorFlow work: logical devices and TPUs need a fresh runtime.
-    strategy = strategies.build_strategy(
-        FLAGS.strategy, FLAGS.tpu, FLAGS.num_cpu_replicas
-    )
+    if keras.backend.backend() == "jax":
+        # keras.distribution splits each batch over the devices; the input pipeline
+        # stays one tf.data stream (tf.distribute's default strategy).
+        replicas = strategies.jax_distribution(FLAGS.strategy)
+        if config["batch_size"] % replicas:
+            raise app.UsageError(
+                f"--batch_size={config['batch_size']} does not split evenly over the "
+                f"{replicas} devices of --strategy={FLAGS.strategy} on JAX"
+            )
+        strategy = tf.distribute.get_strategy()
+    else:
+        strategy = strategies.build_strategy(
+            FLAGS.strategy, FLAGS.tpu, FLAGS.num_cpu_replicas
+        )
+        replicas = strategy.num_replicas_in_sync
     config.update(
         strategy=FLAGS.strategy,
-        num_replicas=strategy.num_replicas_in_sync,
+        num_replicas=replicas,
         backend=keras.backend.backend(),  # the model file is backend-free
     )
     chief = strategies.is_chief(strategy)
@@ -519,7 +531,7 @@ def _input_data(config, strategy, start_step, skipped):
     validation_data = distributed(
         "validation",
         config["validation_steps"] is not None,
-        drop_remainder=strategy.num_replicas_in_sync > 1,
+        drop_remainder=config["num_replicas"] > 1,
     )
     return train_data, validation_data
 

@@ -106,3 +106,31 @@ def output_dir(model_dir, strategy):
     return os.path.join(
         model_dir, "workers", f"{resolver.task_type}-{resolver.task_id}"
     )
+
+
+def jax_distribution(name):
+    """--strategy on the JAX backend: Keras' `DataParallel` over every device JAX sees
+    (TPU cores, GPUs, or CPU devices made with
+    XLA_FLAGS=--xla_force_host_platform_device_count=N), set as the global
+    distribution; "multi_worker" first joins the hosts (`keras.distribution.initialize`,
+    from JAX's coordinator environment). "default" stays on one device.
+
+    Returns:
+        The number of devices each batch is split over (1: no distribution set).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy. Received: strategy={name!r}; expected one of {STRATEGIES}"
+        )
+    import jax  # noqa: PLC0415 (the JAX backend only)
+    import keras  # noqa: PLC0415
+
+    if name == "default":
+        return 1
+    if name == "multi_worker":
+        keras.distribution.initialize()
+    devices = jax.devices()
+    if len(devices) == 1 and name == "auto":
+        return 1
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
