@@ -18,10 +18,12 @@ Two attack spaces are offered:
   comparable with pixel-space robustness at the same `eps`.
 """
 
+import functools
 import numbers
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 SPACES = ("pixel", "normalized")
 
@@ -50,8 +52,8 @@ def pgd(
     (equal to z' * std + mean, and exactly x where nothing moved). In pixels each channel
     c then moves by at most `eps * std_c`, and x' may leave [0, 1].
 
-    The step is a `tf.function` traced once per model, input shape, `space` and
-    `num_glimpses`; `eps`, `step_size` and `steps` do not cause retracing.
+    The step is compiled (a `tf.function`, or `jax.jit` on JAX) once per model, input
+    shape, `space` and `num_glimpses`; `eps`, `step_size` and `steps` do not cause retracing.
 
     Args:
         model: an `MGNet` (or any model called as `model(x, training=False,
@@ -68,7 +70,8 @@ def pgd(
             None means all of the model's glimpses.
 
     Returns:
-        float32 tensor, same shape as `images`: the adversarial images in pixel space.
+        float32 tensor of the backend, same shape as `images`: the adversarial images
+        in pixel space.
 
     Example:
 
@@ -113,7 +116,8 @@ def fgsm(model, images, labels, eps=4 / 255, space="pixel", num_glimpses=None):
             all of them.
 
     Returns:
-        float32 tensor, same shape as `images`: the adversarial images in pixel space.
+        float32 tensor of the backend, same shape as `images`: the adversarial images
+        in pixel space.
 
     Example:
 
@@ -201,7 +205,7 @@ def attack_curve(
     )
     curve = {}
     for k in points:
-        correct = np.argmax(logits[k].numpy(), axis=-1) == labels.numpy()[:, None]
+        correct = np.argmax(np.asarray(logits[k]), axis=-1) == np.asarray(labels)[:, None]
         curve[k] = correct if per_glimpse else correct[:, -1]
     return curve
 
@@ -210,70 +214,105 @@ def _run(model, images, labels, eps, step_size, steps, space, num_glimpses, reco
     """Runs `steps` PGD steps; returns the adversarial pixels and, for each k in
     `record`, the logits (B, t, classes) at the k-step iterate."""
     origin = _to_attack_space(model, images, space)
-    eps = tf.constant(eps, tf.float32)
-    step_size = tf.constant(step_size, tf.float32)
+    eps = ops.convert_to_tensor(eps, "float32")
+    step_size = ops.convert_to_tensor(step_size, "float32")
+    step, predict = _compiled()
     adversarial = origin
     recorded = {}
     # A Python loop over one compiled step: no retracing per step, and the iterates
     # the curve needs are at hand without a TensorArray.
     for k in range(steps):
-        adversarial, logits = _step(
-            model,
-            adversarial,
-            origin,
-            images,
-            labels,
-            eps,
-            step_size,
-            space,
-            num_glimpses,
+        adversarial, logits = step(
+            model, adversarial, origin, images, labels, eps, step_size, space, num_glimpses
         )
         if k in record:
             recorded[k] = logits
     pixels = _to_pixels(model, adversarial, origin, images, space)
     if steps in record:
-        recorded[steps] = _predict(model, pixels, num_glimpses)
+        recorded[steps] = predict(model, pixels, num_glimpses)
     return pixels, recorded
 
 
-@tf.function
-def _step(
-    model, adversarial, origin, images, labels, eps, step_size, space, num_glimpses
-):
+def _step(model, adversarial, origin, images, labels, eps, step_size, space, num_glimpses):
     """One PGD step in attack space; returns the next iterate and the logits at the
     current one."""
-    with tf.GradientTape() as tape:
-        tape.watch(adversarial)
+
+    def loss_and_logits(adversarial):
         logits = model(
             _to_pixels(model, adversarial, origin, images, space),
             training=False,
             num_glimpses=num_glimpses,
         )["logits"]
         # A sum, not a mean: each image's gradient is its own loss's, not scaled by 1/B.
-        loss = tf.reduce_sum(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels, tf.cast(logits[:, -1], tf.float32)
+        loss = ops.sum(
+            keras.losses.sparse_categorical_crossentropy(
+                labels, ops.cast(logits[:, -1], "float32"), from_logits=True
             )
         )
-    gradient = tape.gradient(loss, adversarial)
-    stepped = adversarial + step_size * tf.sign(gradient)
-    projected = tf.clip_by_value(stepped, origin - eps, origin + eps)
+        return loss, logits
+
+    gradient, logits = _gradient(loss_and_logits, adversarial)
+    stepped = adversarial + step_size * ops.sign(gradient)
+    projected = ops.minimum(ops.maximum(stepped, origin - eps), origin + eps)
     if space == "pixel":
-        projected = tf.clip_by_value(projected, 0.0, 1.0)
+        projected = ops.clip(projected, 0.0, 1.0)
     return projected, logits
 
 
-@tf.function
 def _predict(model, images, num_glimpses):
     return model(images, training=False, num_glimpses=num_glimpses)["logits"]
+
+
+def _gradient(loss_and_aux, x):
+    """(d loss / d x, aux) of `loss_and_aux(x) -> (scalar loss, aux)`: the one
+    backend-specific piece of the attacks (TensorFlow's tape, jax.grad)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, aux = loss_and_aux(x)
+        return tape.gradient(loss, x), aux
+    if backend == "jax":
+        import jax  # noqa: PLC0415
+
+        return jax.grad(loss_and_aux, has_aux=True)(x)
+    raise NotImplementedError(
+        f"The attacks need input gradients, written for the TensorFlow and JAX "
+        f"backends; this is the {backend} backend"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_for(backend):
+    if backend == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        return tf.function(_step), tf.function(_predict)
+    if backend == "jax":
+        import jax  # noqa: PLC0415
+
+        static = ("model", "space", "num_glimpses")
+        return (
+            jax.jit(_step, static_argnames=static),
+            jax.jit(_predict, static_argnames=("model", "num_glimpses")),
+        )
+    return _step, _predict
+
+
+def _compiled():
+    """The PGD step and the prediction, compiled once per backend (a tf.function or
+    jax.jit: traced once per model, input shape, `space` and `num_glimpses`)."""
+    return _compiled_for(keras.backend.backend())
 
 
 def _to_attack_space(model, images, space):
     """The tensor the attack perturbs: the pixels, or z = (x - mean) / std."""
     if space == "pixel":
         return images
-    mean = tf.constant(model.mean, tf.float32)
-    return (images - mean) / tf.constant(model.std, tf.float32)
+    mean = ops.convert_to_tensor(np.asarray(model.mean, "float32"))
+    return (images - mean) / ops.convert_to_tensor(np.asarray(model.std, "float32"))
 
 
 def _to_pixels(model, adversarial, origin, images, space):
@@ -282,7 +321,9 @@ def _to_pixels(model, adversarial, origin, images, space):
     and is what the model is fed during the attack, so predictions match `pgd`'s."""
     if space == "pixel":
         return adversarial
-    return images + (adversarial - origin) * tf.constant(model.std, tf.float32)
+    return images + (adversarial - origin) * ops.convert_to_tensor(
+        np.asarray(model.std, "float32")
+    )
 
 
 def _check_inputs(images, labels, space, num_glimpses):
@@ -300,26 +341,30 @@ def _check_inputs(images, labels, space, num_glimpses):
             "`num_glimpses` must be None or an int >= 1. "
             f"Received: num_glimpses={num_glimpses!r}"
         )
-    images = tf.convert_to_tensor(images)
-    if images.shape.rank != 4 or not images.dtype.is_floating:
+    images = np.asarray(images)
+    if images.ndim != 4 or not np.issubdtype(images.dtype, np.floating):
         raise ValueError(
             "`images` must be float (B, H, W, C) in [0, 1]. Received: images of "
             f"shape {tuple(images.shape)} and dtype {images.dtype.name}"
         )
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank != 1 or labels.shape[0] != images.shape[0]:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"`labels` must have shape (B,) = ({images.shape[0]},), one class per "
             f"image. Received: labels of shape {tuple(labels.shape)}"
         )
-    if not labels.dtype.is_integer:
+    if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"`labels` must be integer classes. Received: labels of dtype "
             f"{labels.dtype.name}"
         )
     if num_glimpses is not None:
         num_glimpses = int(num_glimpses)
-    return tf.cast(images, tf.float32), tf.cast(labels, tf.int32), num_glimpses
+    return (
+        ops.convert_to_tensor(images.astype("float32")),
+        ops.convert_to_tensor(labels.astype("int32")),
+        num_glimpses,
+    )
 
 
 def _check_eps(eps):

@@ -31,9 +31,7 @@ def predict(model, dataset, num_glimpses=None, progress=True):
     bar = keras.utils.Progbar(None, unit_name="batch") if progress else None
     for batch, (images, labels) in enumerate(dataset):
         result = step(images)
-        outputs["probabilities"].append(
-            tf.nn.softmax(tf.cast(result["logits"], tf.float32))
-        )
+        outputs["probabilities"].append(_softmax(np.asarray(result["logits"], np.float32)))
         outputs["glimpse_params"].append(result["glimpse_params"])
         outputs["labels"].append(labels)
         if bar is not None:
@@ -51,10 +49,27 @@ def _compiled_call(model, num_glimpses):
     """One compiled inference function per model, reused across data sets (the
     corruption sweep calls `predict` 75 times); a smaller last batch traces once more.
     """
-    return tf.function(
-        lambda images: model(images, training=False, num_glimpses=num_glimpses),
-        reduce_retracing=True,
-    )
+    return compiled(lambda images: model(images, training=False, num_glimpses=num_glimpses))
+
+
+def compiled(fn):
+    """`fn` of one image batch, compiled on the Keras backend in use: a tf.function
+    on TensorFlow, jax.jit on JAX (whose inputs, e.g. tf.data batches, become numpy
+    arrays first), else called eagerly."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return tf.function(fn, reduce_retracing=True)
+    if backend == "jax":
+        import jax  # noqa: PLC0415 (the JAX backend only)
+
+        jitted = jax.jit(fn)
+        return lambda images: jitted(np.asarray(images))
+    return lambda images: fn(keras.ops.convert_to_tensor(np.asarray(images)))
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def accuracy_per_glimpse(probabilities, labels):
@@ -96,23 +111,24 @@ def dynamic_exit_sweep(probabilities, labels, thresholds, mflops):
 def latency_ms(model, repeats=20, warmup=3):
     """CPU (or current device) latency per image at batch 1 with 1..T glimpses.
 
-    Each glimpse count is compiled once (`tf.function`), warmed up, then timed
+    Each glimpse count is compiled once (`compiled`), warmed up, then timed
     `repeats` times, the counts interleaved so that drifts in machine load touch all
     alike. Returns the median milliseconds for each glimpse count.
     """
-    image = tf.random.uniform((1, model.image_size, model.image_size, model.channels))
+    shape = (1, model.image_size, model.image_size, model.channels)
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
     functions = [
-        tf.function(lambda x, t=t: model(x, training=False, num_glimpses=t)["logits"])
+        compiled(lambda x, t=t: model(x, training=False, num_glimpses=t)["logits"])
         for t in range(1, model.num_glimpses + 1)
     ]
     for function in functions:
         for _ in range(warmup):
-            function(image).numpy()
+            np.asarray(function(image))
     times = [[] for _ in functions]
     for _ in range(repeats):
         for timings, function in zip(times, functions):
             start = time.perf_counter()
-            function(image).numpy()
+            np.asarray(function(image))  # waits for the result on every backend
             timings.append((time.perf_counter() - start) * 1000.0)
     return [float(statistics.median(timings)) for timings in times]
 

@@ -17,7 +17,12 @@ import argparse
 import fractions
 import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 
+import keras
 import tensorflow as tf
 
 _ELEMENTWISE_MULTIPLY = {"Mul", "RealDiv", "Div", "DivNoNan", "MulNoNan"}
@@ -100,12 +105,48 @@ def mgnet_macs(model):
 
     Returns:
         list of T ints; entry t - 1 is the cost of classifying with t glimpses.
+
+    The count reads TensorFlow's traced graph; on another Keras backend the same
+    architecture (`model.get_config()`; the weights do not change the count) is
+    counted in a child process on the TensorFlow backend.
     """
+    if keras.backend.backend() != "tensorflow":
+        return _mgnet_macs_on_tensorflow(model)
     spec = tf.TensorSpec((1, model.image_size, model.image_size, model.channels))
     return [
         count_macs(lambda x, t=steps: model(x, num_glimpses=t)["logits"], spec)
         for steps in range(1, model.num_glimpses + 1)
     ]
+
+
+_CHILD = """
+import json, sys
+from mgnet_tf import MGNet, flops
+with open(sys.argv[1]) as f:
+    model = MGNet.from_config(json.load(f))
+print(json.dumps(flops.mgnet_macs(model)))
+"""
+
+
+def _mgnet_macs_on_tensorflow(model):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+    environment["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, environment.get("PYTHONPATH")) if p
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "config.json")
+        with open(path, "w") as f:
+            json.dump(model.get_config(), f)
+        result = subprocess.run(
+            [sys.executable, "-c", _CHILD, path], env=environment, capture_output=True, text=True
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            "Counting MACs needs TensorFlow's traced graph; the TensorFlow child process "
+            f"failed (exit status {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def inference_params(model):

@@ -1,7 +1,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mgnet_tf import MGNet, attacks
 
@@ -52,14 +51,14 @@ def rgb_model():
 
 def _final_loss(model, images, num_glimpses=None):
     logits = model(images, training=False, num_glimpses=num_glimpses)["logits"]
-    return keras.losses.sparse_categorical_crossentropy(
+    return np.asarray(keras.losses.sparse_categorical_crossentropy(
         LABELS, logits[:, -1], from_logits=True
-    ).numpy()
+    ))
 
 
 def _correct(model, images):
     logits = model(images, training=False)["logits"][:, -1]
-    return np.argmax(logits.numpy(), axis=-1) == LABELS
+    return np.argmax(np.asarray(logits), axis=-1) == LABELS
 
 
 @pytest.mark.parametrize("steps", [1, 3, 12])
@@ -68,13 +67,13 @@ def test_pgd_stays_in_eps_ball_and_pixel_range(model, steps):
     adversarial = attacks.pgd(
         model, images, LABELS, eps=EPS, step_size=1.5 / 255, steps=steps
     )
-    assert adversarial.dtype == tf.float32
+    assert keras.backend.standardize_dtype(adversarial.dtype) == "float32"
     assert tuple(adversarial.shape) == images.shape
-    delta = np.abs(adversarial.numpy() - images)
+    delta = np.abs(np.asarray(adversarial) - images)
     assert delta.max() <= EPS + 1e-6
     # The budget is used: 3 steps of 1.5/255 already reach the 4/255 ball's surface.
     assert delta.max() == pytest.approx(min(steps * 1.5 / 255, EPS), abs=1e-6)
-    assert adversarial.numpy().min() >= 0.0 and adversarial.numpy().max() <= 1.0
+    assert np.asarray(adversarial).min() >= 0.0 and np.asarray(adversarial).max() <= 1.0
 
 
 def test_pgd_raises_the_final_glimpse_loss(model):
@@ -88,7 +87,7 @@ def test_pgd_raises_the_final_glimpse_loss(model):
 def test_early_exit_attack_targets_that_glimpse(model):
     images = _images()
     adversarial = attacks.pgd(model, images, LABELS, steps=3, num_glimpses=1)
-    assert np.abs(adversarial.numpy() - images).max() <= EPS + 1e-6
+    assert np.abs(np.asarray(adversarial) - images).max() <= EPS + 1e-6
     clean = _final_loss(model, images, num_glimpses=1)
     attacked = _final_loss(model, adversarial, num_glimpses=1)
     assert attacked.mean() > clean.mean()
@@ -101,7 +100,7 @@ def test_fgsm_is_one_pgd_step_of_size_eps(model, space):
         model, images, LABELS, eps=EPS, step_size=EPS, steps=1, space=space
     )
     fast = attacks.fgsm(model, images, LABELS, eps=EPS, space=space)
-    np.testing.assert_array_equal(fast.numpy(), one_step.numpy())
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(one_step))
 
 
 def test_attack_curve_points_equal_separate_pgd_runs(model):
@@ -114,14 +113,17 @@ def test_attack_curve_points_equal_separate_pgd_runs(model):
         adversarial = attacks.pgd(model, images, LABELS, steps=k, **kwargs)
         assert curve[k].dtype == bool and curve[k].shape == (8,)
         np.testing.assert_array_equal(curve[k], _correct(model, adversarial))
-    assert curve[6].sum() < curve[0].sum()
+    # The 6-step attack works: no image gains, and the loss of every image rises
+    # (how many flip depends on the trained model, which differs between backends).
+    assert curve[6].sum() <= curve[0].sum()
+    assert np.all(_final_loss(model, adversarial) > _final_loss(model, images))
 
 
 def test_attack_curve_per_glimpse(model):
     images = _images()
     final = attacks.attack_curve(model, images, LABELS, [0, 2])
     both = attacks.attack_curve(model, images, LABELS, [0, 2], per_glimpse=True)
-    clean_logits = model(images, training=False)["logits"].numpy()
+    clean_logits = np.asarray(model(images, training=False)["logits"])
     np.testing.assert_array_equal(
         both[0], np.argmax(clean_logits, axis=-1) == LABELS[:, None]
     )
@@ -135,9 +137,9 @@ def test_normalized_space_is_the_reference_code_budget(rgb_model):
     std = np.array(rgb_model.std, "float32")
     mean = np.array(rgb_model.mean, "float32")
     for steps in (1, 4):
-        adversarial = attacks.pgd(
+        adversarial = np.asarray(attacks.pgd(
             rgb_model, images, LABELS, eps=EPS, steps=steps, space="normalized"
-        ).numpy()
+        ))
         # In normalized units the iterate stays in the eps ball around z ...
         z_delta = (adversarial - mean) / std - (images - mean) / std
         assert np.abs(z_delta).max() <= EPS + 1e-5
@@ -148,7 +150,7 @@ def test_normalized_space_is_the_reference_code_budget(rgb_model):
         assert np.all(per_channel < 0.3 * EPS)
         # No clip: pixels at 0 or 1 pushed outwards leave the valid range.
         assert adversarial.min() < 0.0 and adversarial.max() > 1.0
-    pixel = attacks.pgd(rgb_model, images, LABELS, eps=EPS, steps=4).numpy()
+    pixel = np.asarray(attacks.pgd(rgb_model, images, LABELS, eps=EPS, steps=4))
     np.testing.assert_allclose(np.abs(pixel - images).max(), EPS, rtol=1e-5)
     assert 0.0 <= pixel.min() and pixel.max() <= 1.0
 
@@ -157,31 +159,33 @@ def test_gradient_flows_through_sampler_and_localization(model):
     images = _images()
     adversarial = attacks.pgd(model, images, LABELS, eps=8 / 255, steps=5)
     # Where the second glimpse looks is itself moved by the attack.
-    clean_params = model(images, training=False)["glimpse_params"][:, 1].numpy()
+    clean_params = np.asarray(model(images, training=False)["glimpse_params"][:, 1])
     attacked_params = model(adversarial, training=False)["glimpse_params"][:, 1]
-    assert np.abs(attacked_params.numpy() - clean_params).max() > 1e-4
+    assert np.abs(np.asarray(attacked_params) - clean_params).max() > 1e-4
     # The same weights with a zero gradient re-scaling (eq. 5) compute the same
     # logits but no gradient through the localization network into the sampler's
     # (s, x, y); the attack direction differs, so that path was part of it.
     cut = _tiny(grad_scale=0.0)
     cut.set_weights(model.get_weights())
     np.testing.assert_allclose(
-        cut(images, training=False)["logits"].numpy(),
-        model(images, training=False)["logits"].numpy(),
+        np.asarray(cut(images, training=False)["logits"]),
+        np.asarray(model(images, training=False)["logits"]),
         atol=1e-6,
     )
-    full = attacks.fgsm(model, images, LABELS).numpy()
-    without_path = attacks.fgsm(cut, images, LABELS).numpy()
-    assert np.any(full != without_path)
+    # One FGSM step can keep every gradient sign (it did on an AVX-512 CPU); ten PGD
+    # steps let the path's share of the gradient move the iterates apart.
+    full = np.asarray(attacks.pgd(model, images, LABELS, eps=8 / 255, steps=10))
+    without_path = np.asarray(attacks.pgd(cut, images, LABELS, eps=8 / 255, steps=10))
+    assert np.mean(full != without_path) > 0.01
 
 
 @pytest.mark.parametrize("space", ["pixel", "normalized"])
 def test_zero_eps_returns_the_images(rgb_model, space):
     images = _images(channels=3)
     unchanged = attacks.pgd(rgb_model, images, LABELS, eps=0, steps=2, space=space)
-    np.testing.assert_array_equal(unchanged.numpy(), images)
+    np.testing.assert_array_equal(np.asarray(unchanged), images)
     np.testing.assert_array_equal(
-        attacks.fgsm(rgb_model, images, LABELS, eps=0.0, space=space).numpy(), images
+        np.asarray(attacks.fgsm(rgb_model, images, LABELS, eps=0.0, space=space)), images
     )
 
 

@@ -23,7 +23,7 @@ def test_ci_runs_the_readme_test_command():
     assert "/<!-- test-command/ {found=1; next} found && /^```bash/ {getline; print; exit}" in ci
     # The whole suite on TensorFlow, then the layer and model tests on JAX.
     assert "&& python -m pytest &&" in extracted
-    assert extracted.endswith("KERAS_BACKEND=jax python -m pytest tests/layers tests/test_mgnet.py")
+    assert extracted.endswith("KERAS_BACKEND=jax python -m pytest tests/layers tests/test_mgnet.py tests/test_attacks.py")
     assert 'pip install -e ".[test,corruptions]"' in extracted
     assert f"```bash\n{extracted}\n```" in readme
     # The test install pulls no PyTorch (its reference values are stored fixtures).
