@@ -26,6 +26,13 @@ def _tpu_strategy(tpu):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def _on_tpu_vm():
+    """Whether this host has TPU chips attached (a TPU VM): the TPU device files, or
+    the accelerator type its runtime sets. The retired TPU-node runtime set
+    COLAB_TPU_ADDR instead."""
+    return bool(os.environ.get("TPU_ACCELERATOR_TYPE")) or os.path.exists("/dev/accel0")
+
+
 def _split_cpu(num_replicas):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -53,6 +60,8 @@ def build_strategy(name, tpu=None, num_cpu_replicas=2):
     if name == "tpu":
         return _tpu_strategy(tpu)
     if name == "auto":
+        if tpu is None and _on_tpu_vm():
+            tpu = "local"  # a TPU VM (today's Colab and Cloud TPUs): the chips are local
         if tpu or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
             try:
                 return _tpu_strategy(tpu)
