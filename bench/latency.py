@@ -4,6 +4,7 @@
     python bench/latency.py --backbone=resnet50 --json       # last line: one JSON object
     python bench/latency.py --backbone=vanilla_cnn --image_size=32 --num_glimpses=2 \
         --downsample=2 --batch_sizes=1,2 --repeats=3         # a quick check
+    KERAS_BACKEND=jax python bench/latency.py                # the same on JAX (jax.jit)
 
 Both models are built in one process and timed interleaved (FF, MGNet, FF, ...), after
 warm-up, in three forms: eager, `tf.function`, and `tf.function(jit_compile=True)` (XLA);
@@ -25,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -39,21 +41,33 @@ FLAGS = flags.FLAGS
 
 
 def _callable(function, form):
+    """`function` in an execution form of the Keras backend in use: on TensorFlow
+    eager, tf.function or XLA; on JAX eager or jax.jit (XLA; "function" is jax.jit
+    too, JAX having no other graph form)."""
     if form == "eager":
         return function
+    if keras.backend.backend() == "jax":
+        import jax  # noqa: PLC0415
+
+        return jax.jit(function)
     return tf.function(function, jit_compile=(form == "xla"))
+
+
+def _wait(outputs):
+    """The outputs as numpy: the call has finished (JAX dispatches asynchronously)."""
+    return keras.tree.map_structure(np.asarray, outputs)
 
 
 def _interleaved_medians(functions, inputs):
     """Median ms of each function, timed in turn so load drifts touch all alike."""
     for function in functions.values():
         for _ in range(FLAGS.warmup):
-            tf.nest.map_structure(lambda t: t.numpy(), function(inputs))
+            _wait(function(inputs))
     times = {name: [] for name in functions}
     for _ in range(FLAGS.repeats):
         for name, function in functions.items():
             start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), function(inputs))
+            _wait(function(inputs))
             times[name].append((time.perf_counter() - start) * 1000.0)
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -65,6 +79,7 @@ def main(argv):
     size, glimpse = FLAGS.image_size, mgnet.glimpse_size
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}",
+        "backend": keras.backend.backend(),
         "backbone": FLAGS.backbone,
         "image_size": size,
         "glimpse_size": glimpse,
@@ -72,8 +87,9 @@ def main(argv):
         "latency_ms": {},
     }
     for batch in [int(b) for b in FLAGS.batch_sizes]:
-        images = tf.random.uniform((batch, size, size, FLAGS.channels))
-        glimpses = tf.random.uniform((batch, glimpse, glimpse, FLAGS.channels))
+        rng = np.random.default_rng(0)
+        images = rng.random((batch, size, size, FLAGS.channels), dtype=np.float32)
+        glimpses = rng.random((batch, glimpse, glimpse, FLAGS.channels), dtype=np.float32)
         for form in FLAGS.forms:
             functions = {
                 "ff": _callable(lambda x: ff_net(x)["logits"], form),
