@@ -4,6 +4,7 @@
     python bench/train_throughput.py --json                   # last line: one JSON object
     python bench/train_throughput.py --backbone=vanilla_cnn --image_size=32 --num_glimpses=2 \
         --downsample=2 --batch_size=4 --steps=3 --rounds=1    # a quick check
+    KERAS_BACKEND=jax python bench/train_throughput.py        # the same on JAX (jax.jit)
 
 Peak memory (resident set) belongs to a process, so each measurement runs in its own
 child process: FF-Net, MGNet, FF-Net, ... for --rounds rounds, and each figure is the
@@ -47,7 +48,9 @@ def measure(which):
     model = models.build(which)
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        jit_compile=FLAGS.jit_compile,
+        # JAX always runs its train step through jax.jit (eager JAX is not a training
+        # mode anyone uses).
+        jit_compile=FLAGS.jit_compile or keras.backend.backend() == "jax",
     )
     size = FLAGS.image_size
     images = np.random.rand(FLAGS.batch_size, size, size, FLAGS.channels).astype(
@@ -62,6 +65,7 @@ def measure(which):
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
+        "backend": keras.backend.backend(),
         "images_per_s": FLAGS.steps * FLAGS.batch_size / seconds,
         "peak_rss_mib": peak_mib,
     }
@@ -97,11 +101,16 @@ def main(argv):
             ).stdout
             runs[which].append(json.loads(output.strip().splitlines()[-1]))
     summary = {
-        which: {key: statistics.median(r[key] for r in results) for key in results[0]}
+        which: {
+            key: statistics.median(r[key] for r in results)
+            for key in results[0]
+            if key != "backend"
+        }
         for which, results in runs.items()
     }
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "backend": runs["ff"][0]["backend"],
         "backbone": FLAGS.backbone,
         "batch_size": FLAGS.batch_size,
         "ff": summary["ff"],
