@@ -24,14 +24,13 @@ import argparse
 import ast
 import os
 import posixpath
-import subprocess
-import sys
 import tempfile
 
 import keras
 import tensorflow as tf
 
 from mgnet_tf import files
+from mgnet_tf._tensorflow_child import run_on_tensorflow
 from pipelines.transform import EvalTransform
 from mgnet_tf.visualize import glimpse_boxes
 
@@ -169,28 +168,15 @@ def export_saved_model(model, directory):
 
 def _export_on_tensorflow(model, directory):
     """`export_saved_model` in a child process on the TensorFlow backend."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
-    # The child imports this checkout's mgnet_tf and pipelines, installed or not.
-    environment["PYTHONPATH"] = os.pathsep.join(
-        p for p in (root, environment.get("PYTHONPATH")) if p
-    )
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "model.keras")
         model.save(path)
-        result = subprocess.run(
-            [sys.executable, "-m", "mgnet_tf.export", f"--model={path}", f"--output={directory}"],
-            env=environment,
-            capture_output=True,
-            text=True,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"Exporting {directory} on the TensorFlow backend failed "
-            f"(exit status {result.returncode}):\n{result.stderr[-3000:]}"
+        output = run_on_tensorflow(
+            ["-m", "mgnet_tf.export", f"--model={path}", f"--output={directory}"],
+            f"Exporting {directory}",
         )
     # The child's last line: "Wrote <output> with signatures [...]".
-    last = result.stdout.strip().splitlines()[-1]
+    last = output.strip().splitlines()[-1]
     return ast.literal_eval(last.split(" with signatures ", 1)[1])
 
 

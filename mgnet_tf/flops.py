@@ -18,12 +18,12 @@ import fractions
 import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 
 import keras
 import tensorflow as tf
+
+from mgnet_tf._tensorflow_child import run_on_tensorflow
 
 _ELEMENTWISE_MULTIPLY = {"Mul", "RealDiv", "Div", "DivNoNan", "MulNoNan"}
 _FUSED_BATCH_NORM = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
@@ -129,24 +129,12 @@ print(json.dumps(flops.mgnet_macs(model)))
 
 
 def _mgnet_macs_on_tensorflow(model):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
-    environment["PYTHONPATH"] = os.pathsep.join(
-        p for p in (root, environment.get("PYTHONPATH")) if p
-    )
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "config.json")
         with open(path, "w") as f:
             json.dump(model.get_config(), f)
-        result = subprocess.run(
-            [sys.executable, "-c", _CHILD, path], env=environment, capture_output=True, text=True
-        )
-    if result.returncode != 0:
-        raise RuntimeError(
-            "Counting MACs needs TensorFlow's traced graph; the TensorFlow child process "
-            f"failed (exit status {result.returncode}):\n{result.stderr[-3000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        output = run_on_tensorflow(["-c", _CHILD, path], "Counting MACs")
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def inference_params(model):
