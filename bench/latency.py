@@ -31,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from bench import models  # noqa: E402
+from mgnet_tf import evaluation  # noqa: E402
 
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes.")
 flags.DEFINE_list("forms", ["eager", "function", "xla"], "Execution forms.")
@@ -41,16 +42,12 @@ FLAGS = flags.FLAGS
 
 
 def _callable(function, form):
-    """`function` in an execution form of the Keras backend in use: on TensorFlow
-    eager, tf.function or XLA; on JAX eager or jax.jit (XLA; "function" is jax.jit
-    too, JAX having no other graph form)."""
+    """`function` in an execution form: eager, or compiled as evaluation compiles it
+    (`mgnet_tf.evaluation.compiled`: tf.function, with XLA for "xla", on TensorFlow;
+    jax.jit for both on JAX, which has no other graph form)."""
     if form == "eager":
         return function
-    if keras.backend.backend() == "jax":
-        import jax  # noqa: PLC0415
-
-        return jax.jit(function)
-    return tf.function(function, jit_compile=(form == "xla"))
+    return evaluation.compiled(function, xla=(form == "xla"))
 
 
 def _wait(outputs):

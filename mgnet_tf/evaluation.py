@@ -52,13 +52,13 @@ def _compiled_call(model, num_glimpses):
     return compiled(lambda images: model(images, training=False, num_glimpses=num_glimpses))
 
 
-def compiled(fn):
+def compiled(fn, xla=False):
     """`fn` of one image batch, compiled on the Keras backend in use: a tf.function
-    on TensorFlow, jax.jit on JAX (whose inputs, e.g. tf.data batches, become numpy
-    arrays first), else called eagerly."""
+    on TensorFlow (with XLA when `xla`), jax.jit on JAX (always XLA; its inputs, e.g.
+    tf.data batches, become numpy arrays first), else called eagerly."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return tf.function(fn, reduce_retracing=True)
+        return tf.function(fn, reduce_retracing=True, jit_compile=xla)
     if backend == "jax":
         import jax  # noqa: PLC0415 (the JAX backend only)
 
