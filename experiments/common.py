@@ -109,3 +109,20 @@ def train_args(dataset, model_dir, epochs, seed, extra=(), data_dir=None, smoke_
     if smoke_steps:
         args += [f"--steps_per_epoch={smoke_steps}", "--validation_steps=2"]
     return args
+
+
+def without_optimizer(source, target):
+    """Saves the model in `source` to `target` without its optimizer state."""
+    code = (
+        "import sys, keras, mgnet_tf\n"
+        "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
+        "model.save(sys.argv[2])\n"
+    )
+    tmp = os.path.join(os.path.dirname(target), ".tmp-" + os.path.basename(target))
+    subprocess.run(
+        [sys.executable, "-c", code, source, tmp],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    os.replace(tmp, target)

@@ -184,6 +184,8 @@ def run_one(name, train_flags, timings):
         os.makedirs(stored, exist_ok=True)
         for source in ("config.json", "metrics.csv", os.path.join("eval", "test", "evaluation.json")):
             shutil.copyfile(os.path.join(model_dir, source), os.path.join(stored, os.path.basename(source)))
+        # and the model (without optimizer state), for pictures and later evaluations
+        common.without_optimizer(os.path.join(model_dir, "final.keras"), os.path.join(stored, "final.keras"))
     with open(path) as f:
         clean = json.load(f)["clean"]
     return {"validation": last_row(model_dir), "test": clean}

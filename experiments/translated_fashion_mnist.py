@@ -33,7 +33,6 @@ invocation on another machine restores what is stored instead of training it aga
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -52,6 +51,7 @@ from common import (  # noqa: E402
     run,
     train_args,
     versions,
+    without_optimizer,
     write_between_markers,
 )
 
@@ -525,23 +525,6 @@ def report(results, timings, total, command, revision):
         choose_pictures(results, "mgnet_noise", destination),
     ]
     return write_between_markers(FLAGS.results, BEGIN, END, "\n".join(lines))
-
-
-def without_optimizer(source, target):
-    """Saves the model in `source` to `target` without its optimizer state."""
-    code = (
-        "import sys, keras, mgnet_tf\n"
-        "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
-        "model.save(sys.argv[2])\n"
-    )
-    tmp = os.path.join(os.path.dirname(target), ".tmp-" + os.path.basename(target))
-    subprocess.run(
-        [sys.executable, "-c", code, source, tmp],
-        cwd=REPO,
-        check=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    os.replace(tmp, target)
 
 
 def ship(results, run_dirs):

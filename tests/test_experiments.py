@@ -63,3 +63,25 @@ def test_study_script_quick_run(tmp_path, idx_dir):
     third = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "train ff: restored from" in third.stdout
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "experiments/results/translated_fashion_mnist/mgnet/final.keras",
+        "experiments/results/translated_fashion_mnist/ff/eval/clean.json",
+        "experiments/results/localization_ablation/glimpse40_30ep/final.keras",
+    ],
+)
+def test_git_keeps_what_the_stores_hold(path):
+    """The stores exist to be committed: a model or report in one must not be git-ignored
+    (an ignored final.keras was silently left out of a commit, and a later session on a
+    new machine had to train it again)."""
+    if not os.path.isdir(os.path.join(REPO, ".git")) and not os.path.isfile(
+        os.path.join(REPO, ".git")
+    ):
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", path], cwd=REPO
+    ).returncode
+    assert ignored == 1, f"{path} is git-ignored; .gitignore must keep the stores"
