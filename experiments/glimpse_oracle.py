@@ -1,0 +1,226 @@
+"""How well the glimpse backbone can recognize an item from one glimpse, framed by an
+oracle: what MGNet's 28 px glimpses cost on translated Fashion-MNIST, apart from where
+the localization network puts them.
+
+    python experiments/glimpse_oracle.py                      # every condition, ~1-2 h on 2 CPU cores
+    python experiments/glimpse_oracle.py --conditions=exact,err7 --epochs=3
+
+Each condition trains the preset's vanilla CNN with a linear classifier (FF-Net's head)
+on single glimpses cut from the 112 px canvases by `mgnet_tf.layers.GlimpseSampler`
+(bilinear, align_corners=True, as MGNet samples them) at a window placed on the item's
+true box by an oracle: scale s (the window is s * 112 px wide), glimpse side in pixels,
+and a random centre error (Gaussian per axis, scaled so that its median length is the
+condition's error in pixels; drawn anew every epoch in training, fixed per test image).
+The items' positions are drawn as translated_dataset draws them. Same optimizer, schedule,
+batch and normalization as the data set's preset; the test split is only evaluated.
+
+The table (test top-1 per condition) goes between the oracle markers of docs/results.md;
+every finished condition is kept in --store_dir (small, to commit) and not trained again.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import common  # noqa: E402
+import presets  # noqa: E402
+
+DATASET = "translated_fashion_mnist"
+CANVAS = 112
+ITEM = 28
+# A window of s = 27/111 samples the canvas on its own pixel grid (align_corners=True:
+# 28 samples 1 px apart), so that glimpse is the item itself, with no interpolation.
+PIXEL_ALIGNED = (ITEM - 1) / (CANVAS - 1)
+# name: (what it is, s, glimpse side px, median centre error px)
+CONDITIONS = {
+    "exact": ("the item itself: pixel-aligned 28 px window on its box", PIXEL_ALIGNED, 28, 0.0),
+    "s0.25": ("s = 0.25 (MGNet's learned size), centred on the box", 0.25, 28, 0.0),
+    "err3.5": ("s = 0.25, median centre error 3.5 px", 0.25, 28, 3.5),
+    "err7": ("s = 0.25, median centre error 7 px (MGNet's glimpses 3-5)", 0.25, 28, 7.0),
+    "s0.32_err7": ("s = 0.32 (a looser window), median error 7 px", 0.32, 28, 7.0),
+    "px40_err7": ("s = 0.25, median error 7 px, 40 px glimpse (M = 2.8)", 0.25, 40, 7.0),
+    "px40": ("s = 0.25, centred, 40 px glimpse (M = 2.8)", 0.25, 40, 0.0),
+}
+BEGIN, END = "<!-- oracle:begin -->", "<!-- oracle:end -->"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("conditions", list(CONDITIONS), f"Conditions to run, of {list(CONDITIONS)}.")
+flags.DEFINE_integer("epochs", 15, "Training epochs of every condition.")
+flags.DEFINE_integer("seed", 0, "Seed of weights, positions and errors.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX files (default: see docs).")
+flags.DEFINE_integer("max_train", None, "Smoke runs: train on the first N items only.")
+flags.DEFINE_string("results", os.path.join(common.REPO, "docs", "results.md"), "Markdown file to fill in.")
+flags.DEFINE_string(
+    "store_dir",
+    os.path.join(common.REPO, "experiments", "results", "glimpse_oracle"),
+    "Each finished condition's figures (to commit); a condition found here is kept.",
+)
+
+
+def sigma_for_median(median_px):
+    """Per-axis standard deviation of a 2-D Gaussian whose length has this median
+    (the Rayleigh median is sigma * sqrt(2 ln 2))."""
+    return median_px / math.sqrt(2.0 * math.log(2.0))
+
+
+def glimpse_inputs(images, labels, training, scale, error_px, seed, batch_size):
+    """(canvas, glimpse params), label batches: each item at a random position of a
+    black 112 px canvas and the oracle's window (s, x, y) on it, off by the error."""
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    sigma = sigma_for_median(error_px) * 2.0 / (CANVAS - 1)  # in normalized units
+    rng = np.random.default_rng(seed + (0 if training else 1))
+    count = len(images)
+
+    def place(image, label, offset, error):
+        canvas = tf.image.pad_to_bounding_box(
+            tf.cast(image, tf.float32)[..., None] / 255.0, offset[0], offset[1], CANVAS, CANVAS
+        )
+        # align_corners=True: pixel i is at -1 + 2 i / (S - 1); the box centre is at
+        # offset + 13.5.
+        centre = -1.0 + 2.0 * (tf.cast(offset, tf.float32) + (ITEM - 1) / 2) / (CANVAS - 1)
+        y, x = centre[0] + error[0], centre[1] + error[1]
+        return (canvas, tf.stack([tf.constant(scale, tf.float32), x, y])), label
+
+    if training:
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(count, seed=seed)
+
+        def draw(image, label):
+            offset = tf.random.uniform([2], 0, CANVAS - ITEM + 1, tf.int32)
+            return place(image, label, offset, tf.random.normal([2], stddev=sigma))
+
+        dataset = dataset.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        offsets = rng.integers(0, CANVAS - ITEM + 1, size=(count, 2)).astype(np.int32)
+        errors = (rng.standard_normal((count, 2)) * sigma).astype(np.float32)
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels, offsets, errors)).map(
+            place, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def oracle_model(glimpse_px, mean, std, seed):
+    import keras  # noqa: PLC0415
+
+    from mgnet_tf.backbones.vanilla_cnn import vanilla_cnn  # noqa: PLC0415
+    from mgnet_tf.layers import GlimpseSampler  # noqa: PLC0415
+
+    keras.utils.set_random_seed(seed)
+    canvas = keras.Input((CANVAS, CANVAS, 1), name="canvas")
+    params = keras.Input((3,), name="glimpse_params")
+    glimpse = GlimpseSampler((glimpse_px, glimpse_px))(canvas, params)
+    x = keras.layers.Normalization(mean=mean, variance=[v * v for v in std])(glimpse)
+    features = vanilla_cnn((glimpse_px, glimpse_px, 1), initializer="torch")(x)
+    logits = keras.layers.Dense(10, name="classifier")(features)
+    return keras.Model([canvas, params], logits)
+
+
+def run_condition(name, arrays, recipe):
+    import keras  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from mgnet_tf import optimizers, schedules  # noqa: PLC0415
+
+    _, scale, glimpse_px, error_px = CONDITIONS[name]
+    tf.random.set_seed(FLAGS.seed)
+    train_images, train_labels, test_images, test_labels = arrays
+    batch = recipe["batch_size"]
+    train = glimpse_inputs(train_images, train_labels, True, scale, error_px, FLAGS.seed, batch)
+    test = glimpse_inputs(test_images, test_labels, False, scale, error_px, FLAGS.seed, batch)
+    model = oracle_model(glimpse_px, recipe["mean"], recipe["std"], FLAGS.seed)
+    steps = FLAGS.epochs * math.ceil(len(train_images) / batch)
+    model.compile(
+        optimizer=optimizers.sgd(
+            schedules.learning_rate_schedule(recipe["schedule"], recipe["learning_rate"], steps),
+            recipe["momentum"],
+            recipe["weight_decay"],
+            recipe["weight_decay_mode"],
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.time()
+    history = model.fit(train, epochs=FLAGS.epochs, verbose=2)
+    _, test_accuracy = model.evaluate(test, verbose=0)
+    return {
+        "description": CONDITIONS[name][0],
+        "scale": scale,
+        "glimpse_px": glimpse_px,
+        "median_error_px": error_px,
+        "epochs": FLAGS.epochs,
+        "train_accuracy_last_epoch": float(history.history["accuracy"][-1]),
+        "test_accuracy": float(test_accuracy),
+        "test_examples": len(test_images),
+        "seconds": time.time() - start,
+    }
+
+
+def table(results):
+    lines = [
+        "| condition | window | glimpse px | median centre error px | train top-1 % (last epoch) | test top-1 % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | s = {r['scale']:.3f} ({r['scale'] * CANVAS:.0f} px) | {r['glimpse_px']} "
+            f"| {r['median_error_px']:g} | {100 * r['train_accuracy_last_epoch']:.2f} "
+            f"| {100 * r['test_accuracy']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    unknown = [c for c in FLAGS.conditions if c not in CONDITIONS]
+    if unknown:
+        raise app.UsageError(f"--conditions: {unknown} are not in {list(CONDITIONS)}")
+    from pipelines import translated_mnist  # noqa: PLC0415
+
+    recipe = presets.preset(DATASET)
+    data = translated_mnist.load_idx(FLAGS.data_dir, variant="fashion_mnist")
+    train_images, train_labels = translated_mnist.select_split(data, "train")
+    if FLAGS.max_train:
+        train_images, train_labels = train_images[: FLAGS.max_train], train_labels[: FLAGS.max_train]
+    arrays = (train_images, train_labels, data["test_images"], data["test_labels"])
+    smoke = bool(FLAGS.max_train)
+    results = {}
+    for name in FLAGS.conditions:
+        stored = os.path.join(FLAGS.store_dir, f"{name}_{FLAGS.epochs}ep_seed{FLAGS.seed}.json")
+        if os.path.exists(stored) and not smoke:
+            common.log(f"{name}: kept from {stored}")
+            with open(stored) as f:
+                results[name] = json.load(f)
+            continue
+        common.log(f"{name}: {CONDITIONS[name][0]}")
+        results[name] = run_condition(name, arrays, recipe)
+        common.log(f"{name}: test top-1 {100 * results[name]['test_accuracy']:.2f}%")
+        if not smoke:
+            os.makedirs(FLAGS.store_dir, exist_ok=True)
+            with open(stored, "w") as f:
+                json.dump(results[name], f, indent=1)
+    body = "\n".join(
+        [
+            f"- Command: `{common.command_line()}`",
+            f"- Commit: {common.commit()}; machine: {common.machine()}; {common.versions()}",
+            f"- Every condition: {FLAGS.epochs} epochs, seed {FLAGS.seed}, the preset's "
+            f"optimizer, schedule, batch and normalization; training split "
+            f"({len(train_images)} items), all {len(arrays[2])} test items.",
+            "",
+            table(results),
+        ]
+    )
+    print(body)
+    if not smoke:
+        common.write_between_markers(FLAGS.results, BEGIN, END, body)
+
+
+if __name__ == "__main__":
+    app.run(main)
