@@ -61,6 +61,114 @@ class _Serving(tf.Module):
             "glimpse_boxes": glimpse_boxes(result["glimpse_params"], size, size),
         }
 
+    def early_exit(self, images, threshold, prepared=False):
+        """Glimpses until each image's top probability reaches `threshold`
+        (`mgnet_tf.early_exit`'s rule): each later glimpse runs only while some image
+        of the batch has not stopped, so at batch 1 an easy image costs one backbone
+        pass. Each image's outputs are those of its exit glimpse, whatever the rest of
+        its batch did; rows past the glimpses it used are zero."""
+        model = self.model
+        inputs = images if prepared else self._prepare(images)
+        threshold = tf.convert_to_tensor(threshold, tf.float32)
+        check = tf.debugging.assert_greater_equal(
+            threshold, 0.0, message="threshold must be >= 0 (1 or more: all glimpses)"
+        )
+        with tf.control_dependencies([check]):
+            x = model.normalize(inputs)
+        steps, batch = model.num_glimpses, tf.shape(x)[0]
+        # >= 1 means every glimpse, even where a probability rounds to 1.0.
+        bar = tf.where(threshold >= 1.0, tf.constant(2.0), threshold)
+        state = {
+            "tokens": tf.zeros((batch, steps, model.feature_dim + 3), x.dtype),
+            "params": model.first_glimpse_params(batch),
+            "probabilities": tf.zeros((batch, steps, model.num_classes)),
+            "glimpse_params": tf.zeros((batch, steps, 3)),
+            "glimpses": tf.zeros((batch,), tf.int32),  # 0: not stopped yet
+        }
+
+        def run(t, state):
+            tokens = state["tokens"][:, :t] if t else None
+            out = model.glimpse_step(x, tokens, state["params"], training=False)
+            probabilities = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
+            stop = (tf.reduce_max(probabilities, axis=-1) >= bar) | (t + 1 == steps)
+            glimpses = state["glimpses"]
+            return {
+                "tokens": _put(state["tokens"], t, out["tokens"][:, -1]),
+                "params": (
+                    tf.cast(model.localization(out["fused"]), tf.float32)
+                    if t + 1 < steps
+                    else state["params"]
+                ),
+                "probabilities": _put(state["probabilities"], t, probabilities),
+                "glimpse_params": _put(
+                    state["glimpse_params"], t, tf.cast(state["params"], tf.float32)
+                ),
+                "glimpses": tf.where((glimpses == 0) & stop, t + 1, glimpses),
+            }
+
+        state = run(0, state)
+        for t in range(1, steps):
+            state = tf.cond(
+                tf.reduce_all(state["glimpses"] > 0),
+                lambda state=state: state,
+                lambda t=t, state=state: run(t, state),
+            )
+        glimpses = state["glimpses"]
+        used = tf.range(steps)[None, :] < glimpses[:, None]  # (B, T)
+        probabilities = tf.where(used[..., None], state["probabilities"], 0.0)
+        chosen = tf.gather(probabilities, glimpses - 1, axis=1, batch_dims=1)
+        size = model.image_size
+        boxes = glimpse_boxes(state["glimpse_params"], size, size)
+        return {
+            "probabilities": chosen,
+            "classes": tf.argmax(chosen, axis=-1),
+            "glimpses": glimpses,
+            "probabilities_per_glimpse": probabilities,
+            "glimpse_boxes": tf.where(used[..., None], boxes, 0.0),
+        }
+
+    def step(self, images, tokens, glimpse_params, step, prepared=False):
+        """One glimpse per call, the state in and out (see the module docstring)."""
+        model = self.model
+        inputs = images if prepared else self._prepare(images)
+        x = model.normalize(inputs)
+        steps = model.num_glimpses
+        step = tf.convert_to_tensor(step, tf.int32)
+        check = tf.debugging.assert_equal(
+            (step >= 0) & (step < steps),
+            True,
+            message=f"step must be the number of glimpses taken so far, 0 to {steps - 1}",
+        )
+        with tf.control_dependencies([check]):
+            step = tf.identity(step)
+        size = model.image_size
+        tokens = tf.cast(tokens, x.dtype)
+
+        def branch(t):
+            def run():
+                params = (
+                    model.first_glimpse_params(tf.shape(x)[0]) if t == 0 else glimpse_params
+                )
+                out = model.glimpse_step(
+                    x, tokens[:, :t] if t else None, params, training=False
+                )
+                probabilities = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
+                next_params = (
+                    model.localization(out["fused"]) if t + 1 < steps else params
+                )
+                return {
+                    "probabilities": probabilities,
+                    "classes": tf.argmax(probabilities, axis=-1),
+                    "glimpse_box": glimpse_boxes(params, size, size),
+                    "tokens": tf.cast(_put(tokens, t, out["tokens"][:, -1]), tf.float32),
+                    "glimpse_params": tf.cast(next_params, tf.float32),
+                    "step": tf.constant(t + 1, tf.int32),
+                }
+
+            return run
+
+        return tf.switch_case(step, [branch(t) for t in range(steps)])
+
     def decode(self, image_bytes):
         """A (B,) batch of encoded images -> float (B, S, S, C): the model's transform
         of each file, as the evaluation pipeline decodes it (RGBA WebP included)."""
@@ -70,6 +178,11 @@ class _Serving(tf.Module):
             image_bytes,
             fn_output_signature=tf.TensorSpec((size, size, channels), tf.float32),
         )
+
+
+def _put(padded, t, row):
+    """`padded` (B, T, ...) with row t replaced by `row` (B, ...); t is static."""
+    return tf.concat([padded[:, :t], row[:, None], padded[:, t + 1 :]], axis=1)
 
 
 EXPECTED = (
@@ -112,6 +225,24 @@ def signatures(model):
             input_signature=[bytes_spec],
         ),
     }
+    if model.num_glimpses > 1:
+        threshold_spec = tf.TensorSpec((), tf.float32, name="threshold")
+        functions["serving_early_exit"] = tf.function(
+            serving.early_exit, input_signature=[images_spec, threshold_spec]
+        )
+        functions["glimpse_step"] = tf.function(
+            serving.step,
+            input_signature=[
+                images_spec,
+                tf.TensorSpec(
+                    (None, model.num_glimpses, model.feature_dim + 3),
+                    tf.float32,
+                    name="tokens",
+                ),
+                tf.TensorSpec((None, 3), tf.float32, name="glimpse_params"),
+                tf.TensorSpec((), tf.int32, name="step"),
+            ],
+        )
     for steps in range(1, model.num_glimpses):
         functions[f"glimpses_{steps}"] = tf.function(
             lambda images, t=steps: serving.outputs(images, t),

@@ -310,31 +310,62 @@ class MGNet(keras.Model):
                 f"Received: num_glimpses={num_glimpses!r}"
             )
         images = self.normalize(images)
-        batch = ops.shape(images)[0]
-        # A_1 is the identity: the first glimpse is the whole image, downsampled.
-        params = ops.tile(ops.convert_to_tensor([[1.0, 0.0, 0.0]]), (batch, 1))
-        tokens, logits, glimpse_logits, glimpse_params = [], [], [], []
+        params = self.first_glimpse_params(ops.shape(images)[0])
+        tokens, logits, glimpse_logits, glimpse_params = None, [], [], []
         for step in range(steps):
-            if step == 0 and self.glimpse_size == self.image_size:
-                glimpse = images  # the identity at full size: sampling would copy it
-            else:
-                glimpse = self.sampler(images, params)
-            features = self.backbone(glimpse, training=training)
-            glimpse_logits.append(self.glimpse_classifier(features))
+            out = self.glimpse_step(images, tokens, params, training=training)
+            tokens = out["tokens"]
+            logits.append(out["logits"])
+            glimpse_logits.append(out["glimpse_logits"])
             glimpse_params.append(params)
-            # (s, x, y) is a positional code, not a path for gradients (Section 3).
-            position = ops.cast(ops.stop_gradient(params), features.dtype)
-            tokens.append(ops.concatenate([features, position], axis=-1))
-            fused = self.fusion(ops.stack(tokens, axis=1), training=training)
-            logits.append(self.classifier(fused))
             if step + 1 < steps:
-                params = self.localization(fused)
+                params = self.localization(out["fused"])
         return {
             "logits": ops.stack(logits, axis=1),
             "glimpse_logits": ops.stack(glimpse_logits, axis=1),
             "glimpse_params": ops.stack(
                 [ops.cast(p, "float32") for p in glimpse_params], axis=1
             ),
+        }
+
+    def first_glimpse_params(self, batch):
+        """(batch, 3) params of glimpse 1: A_1 is the identity, the whole image,
+        downsampled."""
+        return ops.tile(ops.convert_to_tensor([[1.0, 0.0, 0.0]]), (batch, 1))
+
+    def glimpse_step(self, images, tokens, params, training=None):
+        """One step of the glimpse loop: the unit an anytime client runs per call.
+
+        Args:
+            images: normalized float (B, image_size, image_size, channels) (`normalize`).
+            tokens: None at the first glimpse, else (B, t-1, feature_dim + 3): the
+                tokens of the glimpses taken so far, oldest first (this method's
+                earlier `tokens` output).
+            params: (B, 3) (s, x, y) where this glimpse looks: `first_glimpse_params`
+                at the first glimpse, else the earlier step's `next_glimpse_params`.
+            training: bool, training mode.
+
+        Returns:
+            dict of `logits` (B, num_classes), the global classifier after this
+            glimpse; `glimpse_logits` (B, num_classes); `tokens` (B, t, feature_dim + 3);
+            `fused` (B, feature_dim + 3), the global feature F_t, from which
+            `self.localization` gives glimpse t + 1's (s, x, y) (t < T).
+        """
+        if tokens is None and self.glimpse_size == self.image_size:
+            glimpse = images  # the identity at full size: sampling would copy it
+        else:
+            glimpse = self.sampler(images, params)
+        features = self.backbone(glimpse, training=training)
+        # (s, x, y) is a positional code, not a path for gradients (Section 3).
+        position = ops.cast(ops.stop_gradient(params), features.dtype)
+        token = ops.expand_dims(ops.concatenate([features, position], axis=-1), 1)
+        tokens = token if tokens is None else ops.concatenate([tokens, token], axis=1)
+        fused = self.fusion(tokens, training=training)
+        return {
+            "logits": self.classifier(fused),
+            "glimpse_logits": self.glimpse_classifier(features),
+            "tokens": tokens,
+            "fused": fused,
         }
 
     def normalize(self, images):

@@ -34,9 +34,50 @@ CLIENT = textwrap.dedent("""
                 out = function(image_bytes=tf.constant(list(data[kind])))
                 for key, value in out.items():
                     arrays[f"{name}_{kind}_{key}"] = value.numpy()
+        elif name == "serving_early_exit":
+            for i, threshold in enumerate(data["thresholds"]):
+                out = function(
+                    images=tf.constant(data["images"]),
+                    threshold=tf.constant(threshold, tf.float32),
+                )
+                for key, value in out.items():
+                    arrays[f"{name}_{i}_{key}"] = value.numpy()
+        elif name == "glimpse_step":
+            # A client's own loop: the state goes back in as it came out.
+            tokens = np.zeros(data["tokens_shape"], np.float32)
+            params = np.zeros((len(data["images"]), 3), np.float32)
+            step = np.int32(0)
+            for t in range(int(data["tokens_shape"][1])):
+                out = function(
+                    images=tf.constant(data["images"]),
+                    tokens=tf.constant(tokens),
+                    glimpse_params=tf.constant(params),
+                    step=tf.constant(step),
+                )
+                for key, value in out.items():
+                    arrays[f"{name}_{t}_{key}"] = value.numpy()
+                tokens, params = out["tokens"].numpy(), out["glimpse_params"].numpy()
+                step = out["step"].numpy()
         else:
             for key, value in function(images=tf.constant(data["images"])).items():
                 arrays[f"{name}_{key}"] = value.numpy()
+    for case, call in {
+        "negative_threshold": lambda: loaded.signatures["serving_early_exit"](
+            images=tf.constant(data["images"]), threshold=tf.constant(-0.5)
+        ),
+        "step_past_the_last": lambda: loaded.signatures["glimpse_step"](
+            images=tf.constant(data["images"]),
+            tokens=tf.zeros(data["tokens_shape"]),
+            glimpse_params=tf.zeros((len(data["images"]), 3)),
+            step=tf.constant(int(data["tokens_shape"][1]), tf.int32),
+        ),
+    }.items():
+        try:
+            call()
+            results.setdefault("bad", {})[case] = "accepted"
+        except Exception as error:
+            results.setdefault("bad", {})[case] = type(error).__name__
+            results.setdefault("messages", {})[case] = str(error)[:3000]
     bad = {
         "rank3": lambda f: f(images=tf.constant(data["images"][0])),
         "two_channels": lambda f: f(images=tf.constant(data["images"][..., :2])),
@@ -45,7 +86,7 @@ CLIENT = textwrap.dedent("""
         "empty_batch": lambda f: f(images=tf.constant(data["images"][:0])),
         "empty_image": lambda f: f(images=tf.constant(data["images"][:, :0])),
     }
-    results["bad"], results["messages"] = {}, {}
+    results.setdefault("bad", {}), results.setdefault("messages", {})
     for signature in ("serving_default", "glimpses_1"):
         for case, call in bad.items():
             key = case if signature == "serving_default" else f"{signature}_{case}"
@@ -81,9 +122,12 @@ def exported(tmp_path_factory):
     images = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     jpeg = [tf.io.encode_jpeg(image, quality=100).numpy() for image in images]
     png = [tf.io.encode_png(image).numpy() for image in images]
+    probabilities, _ = _expected(model, images)
     np.savez(
         directory / "inputs.npz",
         images=images,
+        thresholds=_thresholds(probabilities),
+        tokens_shape=np.array([len(images), model.num_glimpses, model.feature_dim + 3]),
         jpeg=np.array(jpeg, dtype=object),
         png=np.array(png, dtype=object),
     )
@@ -113,10 +157,97 @@ def _expected(model, images, num_glimpses=None):
     return probabilities, boxes
 
 
+def _thresholds(probabilities):
+    """0 (every image stops at glimpse 1), 1 (none before the last), and two between
+    the images' top probabilities (a mixed batch), away from any of them."""
+    top = np.sort(probabilities.max(-1).ravel())
+    between = (top[:-1] + top[1:]) / 2
+    return np.array([0.0, 1.0, between[len(between) // 3], between[2 * len(between) // 3]])
+
+
 def test_signatures_are_listed(exported):
     _, _, names, results, _, _ = exported
-    expected = ["glimpses_1", "glimpses_2", "serving_bytes", "serving_default"]
+    expected = [
+        "glimpse_step",
+        "glimpses_1",
+        "glimpses_2",
+        "serving_bytes",
+        "serving_default",
+        "serving_early_exit",
+    ]
     assert names == expected and results["signatures"] == expected
+
+
+def test_early_exit_signature_stops_each_image_by_the_rule(exported):
+    from mgnet_tf.early_exit import exit_glimpses  # noqa: PLC0415
+
+    model, images, _, _, arrays, _ = exported
+    probabilities, boxes = _expected(model, images)
+    thresholds = _thresholds(probabilities)
+    mixed = False
+    for i, threshold in enumerate(thresholds):
+        name = f"serving_early_exit_{i}"
+        glimpses = exit_glimpses(probabilities, threshold).numpy()
+        np.testing.assert_array_equal(arrays[f"{name}_glimpses"], glimpses)
+        mixed |= len(set(glimpses)) > 1
+        chosen = probabilities[np.arange(len(images)), glimpses - 1]
+        np.testing.assert_allclose(arrays[f"{name}_probabilities"], chosen, atol=1e-4)
+        np.testing.assert_array_equal(arrays[f"{name}_classes"], chosen.argmax(-1))
+        used = np.arange(model.num_glimpses)[None, :] < glimpses[:, None]
+        np.testing.assert_allclose(
+            arrays[f"{name}_probabilities_per_glimpse"],
+            np.where(used[..., None], probabilities, 0.0),
+            atol=1e-4,
+        )
+        np.testing.assert_allclose(
+            arrays[f"{name}_glimpse_boxes"], np.where(used[..., None], boxes, 0.0), atol=1e-5
+        )
+    np.testing.assert_array_equal(arrays["serving_early_exit_0_glimpses"], 1)
+    np.testing.assert_array_equal(arrays["serving_early_exit_1_glimpses"], 3)
+    assert mixed, "no threshold gave a batch whose images stop at different glimpses"
+
+
+def test_glimpse_step_signature_replays_the_glimpse_loop(exported):
+    model, images, _, _, arrays, _ = exported
+    probabilities, boxes = _expected(model, images)
+    for t in range(model.num_glimpses):
+        np.testing.assert_allclose(
+            arrays[f"glimpse_step_{t}_probabilities"], probabilities[:, t], atol=1e-4
+        )
+        np.testing.assert_allclose(
+            arrays[f"glimpse_step_{t}_glimpse_box"], boxes[:, t], atol=1e-5
+        )
+        assert arrays[f"glimpse_step_{t}_step"] == t + 1
+
+
+def test_bad_threshold_and_step_are_refused(exported):
+    _, _, _, results, _, _ = exported
+    assert results["bad"]["negative_threshold"] == "InvalidArgumentError"
+    assert "threshold must be >= 0" in results["messages"]["negative_threshold"]
+    assert results["bad"]["step_past_the_last"] == "InvalidArgumentError"
+    assert "step must be the number of glimpses taken so far, 0 to 2" in (
+        results["messages"]["step_past_the_last"]
+    )
+
+
+@pytest.mark.parametrize("threshold, runs", [(0.0, 1), (1.0, 3)])
+def test_early_exit_at_batch_one_runs_only_the_glimpses_it_needs(
+    monkeypatch, threshold, runs
+):
+    """Executed eagerly, tf.cond runs one branch: the glimpse steps counted are the
+    backbone passes a served request pays for."""
+    from mgnet_tf import export  # noqa: PLC0415
+
+    model = MGNet("vanilla_cnn", num_classes=5, image_size=40, num_glimpses=3,
+                  downsample=2, channels=3)
+    calls = []
+    step = model.glimpse_step
+    monkeypatch.setattr(
+        model, "glimpse_step", lambda *a, **k: calls.append(1) or step(*a, **k)
+    )
+    images = np.random.default_rng(2).integers(0, 256, (1, 40, 40, 3), dtype=np.uint8)
+    out = export._Serving(model).early_exit(tf.constant(images), threshold)
+    assert len(calls) == runs and out["glimpses"].numpy().tolist() == [runs]
 
 
 def test_serving_default_equals_keras(exported):
