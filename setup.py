@@ -32,7 +32,11 @@ setup(
         # ResNet-18) are stored in tests/data/*.npz; tests/data/torch_reference.py
         # regenerates them.
         # jax: the layer and model tests also run on Keras' JAX backend.
-        "test": ["pytest", "pillow", "nbclient", "nbformat", "ipykernel", "jax"],
+        # ai-edge-litert: runs the LiteRT export (TensorFlow's own tf.lite.Interpreter
+        # is deprecated; mgnet_tf.litert falls back to it).
+        "test": ["pytest", "pillow", "nbclient", "nbformat", "ipykernel", "jax", "ai-edge-litert"],
+        # Running LiteRT exports (python -m mgnet_tf.export --format=litert).
+        "litert": ["ai-edge-litert"],
         # Training on the JAX backend (KERAS_BACKEND=jax python train.py ...; TPUs).
         "jax": ["jax"],
         # Generated ImageNet-C corruptions (evaluate.py --corruptions). The package

@@ -275,8 +275,49 @@ def export_saved_model(model, directory):
     if keras.backend.backend() != "tensorflow":
         return _export_on_tensorflow(model, directory)
     serving, functions = signatures(model)
-    # Written under a temporary name first: an interrupted export leaves no directory
-    # that looks complete.
+    _write_new_directory(
+        directory,
+        lambda temporary: tf.saved_model.save(serving, temporary, signatures=functions),
+        "saved_model",
+    )
+    return sorted(functions)
+
+
+def export_litert(model, directory, quantize="none"):
+    """Writes `model` as LiteRT files (`mgnet_tf.litert`), each checked against
+    TensorFlow before the directory is kept.
+
+    Args:
+        model: an `MGNet`.
+        directory: output directory (local); must not exist yet.
+        quantize: "none" (float32), "float16" or "dynamic_range" weights.
+
+    Returns:
+        The sorted file names.
+    """
+    from mgnet_tf import litert  # noqa: PLC0415
+
+    if quantize not in litert.QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization. Received: quantize={quantize!r}; expected one of "
+            f"{litert.QUANTIZATIONS}"
+        )
+    if tf.io.gfile.exists(directory):
+        raise FileExistsError(
+            f"{directory} exists; remove it or choose another --output, so that no "
+            "earlier export is overwritten"
+        )
+    if keras.backend.backend() != "tensorflow":
+        return _export_on_tensorflow(model, directory, ["--format=litert", f"--quantize={quantize}"])
+    _write_new_directory(
+        directory, lambda temporary: litert.write_files(model, temporary, quantize), "litert"
+    )
+    return sorted(name for name in os.listdir(directory))
+
+
+def _write_new_directory(directory, write, kill_point):
+    """Runs `write(temporary)` into `<directory>.partial`, then renames it into place:
+    an interrupted export leaves no directory that looks complete."""
     temporary = directory.rstrip("/") + ".partial"
     marker = posixpath.join(temporary, PARTIAL_MARKER)
     if tf.io.gfile.exists(temporary):
@@ -290,25 +331,24 @@ def export_saved_model(model, directory):
     tf.io.gfile.makedirs(temporary)
     with tf.io.gfile.GFile(marker, "w") as file:
         file.write(_marker_text(directory))
-    tf.saved_model.save(serving, temporary, signatures=functions)
-    files.kill_point("saved_model")
+    write(temporary)
+    files.kill_point(kill_point)
     tf.io.gfile.rename(temporary, directory)
     tf.io.gfile.remove(posixpath.join(directory, PARTIAL_MARKER))
-    return sorted(functions)
 
 
-def _export_on_tensorflow(model, directory):
-    """`export_saved_model` in a child process on the TensorFlow backend."""
+def _export_on_tensorflow(model, directory, flags=()):
+    """An export in a child process on the TensorFlow backend."""
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "model.keras")
         model.save(path)
         output = run_on_tensorflow(
-            ["-m", "mgnet_tf.export", f"--model={path}", f"--output={directory}"],
+            ["-m", "mgnet_tf.export", f"--model={path}", f"--output={directory}", *flags],
             f"Exporting {directory}",
         )
-    # The child's last line: "Wrote <output> with signatures [...]".
+    # The child's last line: "Wrote <output> with signatures [...]" (or "files").
     last = output.strip().splitlines()[-1]
-    return ast.literal_eval(last.split(" with signatures ", 1)[1])
+    return ast.literal_eval(last.split(" with ", 1)[1].split(" ", 1)[1])
 
 
 # Written into `<output>.partial` while an export is under way: a later export of the
@@ -337,17 +377,36 @@ def main(argv=None):
     )
     parser.add_argument("--model", required=True, help="A .keras file from train.py.")
     parser.add_argument(
-        "--output", required=True, help="The SavedModel directory to write."
+        "--output", required=True, help="The directory to write; must not exist."
+    )
+    parser.add_argument(
+        "--format",
+        default="saved_model",
+        choices=("saved_model", "litert"),
+        help="saved_model (TF Serving, the signatures above) or litert (.tflite files "
+        "for LiteRT, mgnet_tf/litert.py).",
+    )
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        choices=("none", "float16", "dynamic_range"),
+        help="LiteRT only: the weights' type (none: float32).",
     )
     args = parser.parse_args(argv)
+    if args.quantize != "none" and args.format != "litert":
+        parser.error("--quantize: only with --format=litert")
     import mgnet_tf  # noqa: F401, PLC0415 (registers the custom objects for loading)
 
     try:
         model = files.load_model(args.model)
     except files.ModelFileError as error:
         parser.error(f"--model: {error}")
-    names = export_saved_model(model, args.output)
-    print(f"Wrote {args.output} with signatures {names}")
+    if args.format == "litert":
+        names = export_litert(model, args.output, args.quantize)
+        print(f"Wrote {args.output} with files {names}")
+    else:
+        names = export_saved_model(model, args.output)
+        print(f"Wrote {args.output} with signatures {names}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""LiteRT (TensorFlow Lite) export of an MGNet, and a small runner for its files.
+
+    python -m mgnet_tf.export --model=runs/fashion/final.keras --output=runs/fashion/litert --format=litert
+
+writes, for a model of T glimpses, image side S, C channels and K classes:
+- `mgnet.tflite`: input `images` float32 (1, S, S, C) in [0, 1] (the model's own size
+  and channels: resize and convert on the client); outputs `probabilities_per_glimpse`
+  (1, T, K) and `glimpse_boxes` (1, T, 4), (ymin, xmin, ymax, xmax) in [0, 1].
+- `mgnet_glimpses_{t}.tflite`, t < T: the same after t glimpses; only t backbone passes.
+- `mgnet_step_{t}.tflite`, t = 1..T: glimpse t alone, the state in and out. Inputs
+  `images`, and from t = 2 `tokens` (1, T, D + 3) and `glimpse_params` (1, 3) as the
+  step before returned them; outputs `probabilities` (1, K), `glimpse_box` (1, 4),
+  `tokens` (row t filled) and, for t < T, `glimpse_params` (where glimpse t + 1 looks).
+  A client runs step 1, 2, ... and stops when it likes (e.g. `Runner.early_exit`).
+- `mgnet_litert.json`: the files, their inputs, which output tensor is which (LiteRT
+  names them Identity, Identity_1, ...), the model's sizes and the quantization.
+
+Float32 files with frozen weights and builtin ops only (no Flex delegate). Keras 3
+weights are resource variables; converted through a SavedModel they stay variables and
+LiteRT returns NaN, silently, so the function is converted with its variables frozen
+(`experimental_lower_to_saved_model = False`), and every file is run once on a smooth
+image and compared with TensorFlow before the export is kept.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mgnet_tf.visualize import glimpse_boxes
+
+QUANTIZATIONS = ("none", "float16", "dynamic_range")
+METADATA = "mgnet_litert.json"
+# A converted float32 file must give TensorFlow's outputs within this.
+TOLERANCE = 1e-4
+
+
+def interpreter(path, threads=None):
+    """A LiteRT interpreter of `path` (ai-edge-litert, else TensorFlow's own)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    except ImportError:  # TensorFlow's copy, deprecated but present in 2.21
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter(model_path=path, num_threads=threads)
+
+
+def _functions(model):
+    """name -> (tf.function, its input specs) of every file."""
+    size, channels, steps = model.image_size, model.channels, model.num_glimpses
+    dim = model.feature_dim + 3
+    images_spec = tf.TensorSpec((1, size, size, channels), tf.float32, name="images")
+    tokens_spec = tf.TensorSpec((1, steps, dim), tf.float32, name="tokens")
+    params_spec = tf.TensorSpec((1, 3), tf.float32, name="glimpse_params")
+
+    def glimpses(t):
+        def run(images):
+            out = model(images, training=False, num_glimpses=t)
+            return {
+                "probabilities_per_glimpse": tf.nn.softmax(
+                    tf.cast(out["logits"], tf.float32), axis=-1
+                ),
+                "glimpse_boxes": glimpse_boxes(out["glimpse_params"], size, size),
+            }
+
+        return run
+
+    def step(t):
+        def run(images, tokens=None, glimpse_params=None):
+            x = model.normalize(images)
+            params = model.first_glimpse_params(1) if t == 1 else glimpse_params
+            before = None if t == 1 else tf.cast(tokens[:, : t - 1], x.dtype)
+            out = model.glimpse_step(x, before, params, training=False)
+            row = tf.cast(out["tokens"][:, -1], tf.float32)[:, None]
+            filled = (
+                tf.concat([row, tf.zeros((1, steps - 1, dim))], axis=1)
+                if t == 1
+                else tf.concat([tokens[:, : t - 1], row, tokens[:, t:]], axis=1)
+            )
+            result = {
+                "probabilities": tf.nn.softmax(tf.cast(out["logits"], tf.float32), -1),
+                "glimpse_box": glimpse_boxes(params, size, size),
+                "tokens": filled,
+            }
+            if t < steps:
+                result["glimpse_params"] = tf.cast(
+                    model.localization(out["fused"]), tf.float32
+                )
+            return result
+
+        return run
+
+    functions = {"mgnet": (glimpses(None), [images_spec])}
+    for t in range(1, steps):
+        functions[f"mgnet_glimpses_{t}"] = (glimpses(t), [images_spec])
+    if steps > 1:
+        for t in range(1, steps + 1):
+            specs = [images_spec] if t == 1 else [images_spec, tokens_spec, params_spec]
+            functions[f"mgnet_step_{t}"] = (step(t), specs)
+    return functions
+
+
+def _convert(concrete, model, quantize):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    # Frozen weights: through a SavedModel they would stay resource variables and
+    # LiteRT would return NaN.
+    converter.experimental_lower_to_saved_model = False
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def smooth_image(size, channels, seed=0):
+    """A smooth float32 (1, size, size, channels) image in [0, 1]: a few random
+    low-frequency waves (no pixel-level noise whose interpolation amplifies rounding)."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 1.0, size)
+    y, x = np.meshgrid(grid, grid, indexing="ij")
+    planes = []
+    for _ in range(channels):
+        a, b, c, d = rng.uniform(0.5, 3.0, 4)
+        planes.append(0.5 + 0.25 * np.sin(2 * np.pi * (a * x + b * y)) + 0.2 * np.cos(2 * np.pi * (c * x - d * y)))
+    return np.clip(np.stack(planes, -1)[None], 0.0, 1.0).astype(np.float32)
+
+
+def write_files(model, directory, quantize="none"):
+    """Converts every file into `directory` (which must exist) and checks each.
+
+    Returns:
+        The metadata dict, also written to `directory/mgnet_litert.json`.
+
+    Raises:
+        ValueError: an unknown `quantize`.
+        RuntimeError: a file whose outputs are not finite or, at float32, differ from
+            TensorFlow's by more than `TOLERANCE` on a smooth image.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization. Received: {quantize!r}; expected one of {QUANTIZATIONS}"
+        )
+    metadata = {
+        "image_size": model.image_size,
+        "channels": model.channels,
+        "num_glimpses": model.num_glimpses,
+        "num_classes": model.num_classes,
+        "token_shape": [1, model.num_glimpses, model.feature_dim + 3],
+        "quantize": quantize,
+        "input_range": [0.0, 1.0],
+        "files": {},
+    }
+    image = smooth_image(model.image_size, model.channels)
+    state = {}
+    for name, (function, specs) in _functions(model).items():
+        concrete = tf.function(function, input_signature=specs).get_concrete_function()
+        path = os.path.join(directory, f"{name}.tflite")
+        with open(path, "wb") as file:
+            file.write(_convert(concrete, model, quantize))
+        outputs = {key: t.name.split(":")[0] for key, t in concrete.structured_outputs.items()}
+        metadata["files"][name] = {
+            "file": f"{name}.tflite",
+            "inputs": [spec.name for spec in specs],
+            "outputs": outputs,
+        }
+        # Check the file against TensorFlow on the same inputs (the step files on
+        # the state the step before returned).
+        inputs = {"images": image, **{k: state[k] for k in ("tokens", "glimpse_params") if len(specs) > 1}}
+        expected = {k: v.numpy() for k, v in concrete(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        got = run_file(path, metadata["files"][name], inputs)
+        for key, value in got.items():
+            if not np.all(np.isfinite(value)):
+                raise RuntimeError(f"{path}: LiteRT output {key!r} is not finite")
+            error = float(np.max(np.abs(value - expected[key])))
+            if quantize == "none" and error > TOLERANCE:
+                raise RuntimeError(
+                    f"{path}: LiteRT output {key!r} differs from TensorFlow's by {error:.2e} "
+                    f"(more than {TOLERANCE}) on a smooth image"
+                )
+        if name.startswith("mgnet_step_"):
+            state = expected
+    with open(os.path.join(directory, METADATA), "w") as file:
+        json.dump(metadata, file, indent=1)
+    return metadata
+
+
+def run_file(path, entry, inputs, threads=None, runner=None):
+    """Runs one file on a dict of input arrays; returns its outputs by key."""
+    runner = runner or interpreter(path, threads)
+    runner.allocate_tensors()
+    by_name = {d["name"]: d["index"] for d in runner.get_input_details()}
+    for name in entry["inputs"]:
+        runner.set_tensor(by_name[name], np.asarray(inputs[name], np.float32))
+    runner.invoke()
+    out = {d["name"]: d["index"] for d in runner.get_output_details()}
+    return {key: runner.get_tensor(out[tensor]) for key, tensor in entry["outputs"].items()}
+
+
+class Runner:
+    """The files of one LiteRT export, ready to run at batch 1.
+
+    ```python
+    runner = Runner("runs/fashion/litert", threads=2)
+    runner.run(image)                        # every glimpse
+    runner.early_exit(image, threshold=0.9)  # glimpse by glimpse, stops when confident
+    ```
+    `image` is float32 (S, S, C) or (1, S, S, C) in [0, 1].
+    """
+
+    def __init__(self, directory, threads=None):
+        with open(os.path.join(directory, METADATA)) as file:
+            self.metadata = json.load(file)
+        self._entries = self.metadata["files"]
+        self._interpreters = {}
+        for name, entry in self._entries.items():
+            runner = interpreter(os.path.join(directory, entry["file"]), threads)
+            runner.allocate_tensors()
+            self._interpreters[name] = runner
+        self.num_glimpses = self.metadata["num_glimpses"]
+
+    def _image(self, image):
+        image = np.asarray(image, np.float32)
+        return image[None] if image.ndim == 3 else image
+
+    def _run(self, name, inputs):
+        return run_file(None, self._entries[name], inputs, runner=self._interpreters[name])
+
+    def run(self, image, num_glimpses=None):
+        """`probabilities_per_glimpse` (1, t, K) and `glimpse_boxes` (1, t, 4)."""
+        t = num_glimpses or self.num_glimpses
+        name = "mgnet" if t == self.num_glimpses else f"mgnet_glimpses_{t}"
+        return self._run(name, {"images": self._image(image)})
+
+    def steps(self, image):
+        """Yields each glimpse's outputs in turn (the step files, state carried)."""
+        inputs = {"images": self._image(image)}
+        if self.num_glimpses == 1:  # FF-Net: one file, one pass
+            out = self._run("mgnet", inputs)
+            yield {
+                "probabilities": out["probabilities_per_glimpse"][:, 0],
+                "glimpse_box": out["glimpse_boxes"][:, 0],
+            }
+            return
+        for t in range(1, self.num_glimpses + 1):
+            out = self._run(f"mgnet_step_{t}", inputs)
+            yield out
+            inputs = {"images": inputs["images"], "tokens": out["tokens"]}
+            if t < self.num_glimpses:
+                inputs["glimpse_params"] = out["glimpse_params"]
+
+    def early_exit(self, image, threshold):
+        """(probabilities (K,), glimpses used): stops at the first glimpse whose top
+        probability reaches `threshold` (`mgnet_tf.early_exit`'s rule)."""
+        for t, out in enumerate(self.steps(image), 1):
+            probabilities = out["probabilities"][0]
+            if (threshold < 1.0 and probabilities.max() >= threshold) or t == self.num_glimpses:
+                return probabilities, t
