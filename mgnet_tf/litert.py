@@ -100,6 +100,22 @@ def _functions(model):
     return functions
 
 
+def convert_function(function, input_specs, trackable, path, quantize="none"):
+    """Converts any `function` of float32 `input_specs` (its variables owned by
+    `trackable`) to a LiteRT file at `path`; returns the entry `run_file` takes."""
+    concrete = tf.function(function, input_signature=input_specs).get_concrete_function()
+    with open(path, "wb") as file:
+        file.write(_convert(concrete, trackable, quantize))
+    outputs = concrete.structured_outputs
+    if not isinstance(outputs, dict):
+        outputs = {"output": outputs}
+    return {
+        "file": os.path.basename(path),
+        "inputs": [spec.name for spec in input_specs],
+        "outputs": {key: t.name.split(":")[0] for key, t in outputs.items()},
+    }
+
+
 def _convert(concrete, model, quantize):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     # Frozen weights: through a SavedModel they would stay resource variables and

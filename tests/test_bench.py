@@ -35,9 +35,15 @@ def test_latency_script():
         "latency.py", *TINY, "--batch_sizes=1,2", "--repeats=2", "--warmup=1"
     )
     assert report["ratio"] == report["mgnet_ms"] / report["ff_ms"]
+    # LiteRT files take batch 1: no batch-2 LiteRT figure.
     assert set(report["latency_ms"]) == {
         f"batch{b}_{f}" for b in (1, 2) for f in ("eager", "function", "xla")
-    }
+    } | {"batch1_litert"}
+    litert = report["latency_ms"]["batch1_litert"]
+    assert litert["mac_bound_ideal_ms"] == pytest.approx(
+        litert["ff_ms"] * report["macs"]["mgnet"] / report["macs"]["ff"]
+    )
+    assert 0 < report["macs"]["mgnet"] < report["macs"]["ff"]
     entry = report["latency_ms"]["batch1_function"]
     assert len(entry["mgnet_ms_per_glimpse_count"]) == 2
     assert entry["mgnet_ms_per_glimpse_count"][-1] == entry["mgnet_ms"]
