@@ -1,4 +1,5 @@
-"""Exports a trained MGNet as a TensorFlow SavedModel with early-exit signatures.
+"""Exports a trained MGNet as a TensorFlow SavedModel with early-exit signatures, or as
+LiteRT files.
 
     python -m mgnet_tf.export --model=runs/fashion/final.keras --output=runs/fashion/saved_model
     saved_model_cli show --dir runs/fashion/saved_model --all
@@ -13,6 +14,17 @@ Signatures (all outputs named; B images, T glimpses, K classes):
 - `serving_bytes`: `image_bytes`, a (B,) string batch of encoded JPEG/PNG/GIF/BMP images
   (what TF Serving's REST API receives as {"b64": ...}); the same outputs as
   `serving_default`.
+- `serving_early_exit` (T > 1): `images` and `threshold` (float32 scalar); each image
+  stops at the first glimpse whose top probability reaches the threshold, and glimpse
+  t + 1 runs only while some image has not stopped. Outputs `probabilities` and
+  `classes` at each image's exit, `glimpses` (B,) int32, and `probabilities_per_glimpse`
+  and `glimpse_boxes` with the rows past each image's exit set to 0.
+- `glimpse_step` (T > 1): one glimpse per call. Inputs `images`, `tokens` (B, T, D + 3)
+  and `glimpse_params` (B, 3) as the previous call returned them (zeros at first), and
+  `step` (int32, glimpses taken so far). Outputs `probabilities`, `classes`,
+  `glimpse_box` (B, 4), and the next call's `tokens`, `glimpse_params` and `step`.
+
+`--format=litert` writes LiteRT files instead (`mgnet_tf.litert`).
 
 Images go through the evaluation transform the model records (`pipelines.transform`:
 its channels, then a resize, or for the ImageNet-like sets a resize of the shorter side
