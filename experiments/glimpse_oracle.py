@@ -160,6 +160,8 @@ def run_condition(name, arrays, recipe):
         "test_accuracy": float(test_accuracy),
         "test_examples": len(test_images),
         "seconds": time.time() - start,
+        "commit": common.commit(),
+        "machine": common.machine(),
     }
 
 
@@ -170,7 +172,7 @@ def table(results):
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | s = {r['scale']:.3f} ({r['scale'] * CANVAS:.0f} px) | {r['glimpse_px']} "
+            f"| {name} | s = {r['scale']:.3f} | {r['glimpse_px']} "
             f"| {r['median_error_px']:g} | {100 * r['train_accuracy_last_epoch']:.2f} "
             f"| {100 * r['test_accuracy']:.2f} |"
         )
@@ -209,7 +211,11 @@ def main(argv):
     body = "\n".join(
         [
             f"- Command: `{common.command_line()}`",
-            f"- Commit: {common.commit()}; machine: {common.machine()}; {common.versions()}",
+            "- Trained at commit "
+            + ", ".join(sorted({r.get("commit", "?") for r in results.values()}))
+            + " on "
+            + "; ".join(sorted({r.get("machine", "?") for r in results.values()}))
+            + f"; {common.versions()}",
             f"- Every condition: {FLAGS.epochs} epochs, seed {FLAGS.seed}, the preset's "
             f"optimizer, schedule, batch and normalization; training split "
             f"({len(train_images)} items), all {len(arrays[2])} test items.",
