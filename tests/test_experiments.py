@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,3 +86,39 @@ def test_git_keeps_what_the_stores_hold(path):
         ["git", "check-ignore", "--no-index", "-q", path], cwd=REPO
     ).returncode
     assert ignored == 1, f"{path} is git-ignored; .gitignore must keep the stores"
+
+
+def _oracle():
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import glimpse_oracle  # noqa: PLC0415
+
+    return glimpse_oracle
+
+
+def test_oracle_error_has_the_stated_median():
+    oracle = _oracle()
+    rng = np.random.default_rng(0)
+    lengths = np.hypot(*(rng.standard_normal((2, 200_000)) * oracle.sigma_for_median(7.0)))
+    assert abs(np.median(lengths) - 7.0) < 0.05
+
+
+def test_oracle_exact_glimpse_is_the_item_and_errors_move_it():
+    """The pixel-aligned window on the box gives back the item's own pixels; a centre
+    error shifts the window by that many pixels."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from mgnet_tf.layers import GlimpseSampler  # noqa: PLC0415
+
+    oracle = _oracle()
+    items = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    labels = np.arange(16) % 10
+    data = oracle.glimpse_inputs(items, labels, False, oracle.PIXEL_ALIGNED, 0.0, 0, 16)
+    (canvas, params), got_labels = next(iter(data))
+    glimpses = GlimpseSampler((28, 28))(canvas, params).numpy()[..., 0]
+    np.testing.assert_allclose(glimpses, items / 255.0, atol=1e-4)
+    np.testing.assert_array_equal(got_labels.numpy(), labels)
+    off = oracle.glimpse_inputs(items, labels, False, oracle.PIXEL_ALIGNED, 7.0, 0, 16)
+    (_, off_params), _ = next(iter(off))
+    moved = np.hypot(*((off_params.numpy() - params.numpy())[:, 1:] * 111 / 2).T)
+    assert 3.0 < np.median(moved) < 11.0  # 16 draws around a median of 7 px
+    assert tf.reduce_all(off_params[:, 0] == params[:, 0])
