@@ -81,3 +81,24 @@ def test_op_profile_script():
     parts = report["mgnet"]["by_part_ms"]
     assert {"backbone", "sampler", "fusion", "localization"} <= set(parts)
     assert report["ff"]["ops_per_call"] < report["mgnet"]["ops_per_call"]
+
+
+def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
+    """The shipped pair on a few images: in every runtime the served early exit (the
+    SavedModel graph, LiteRT's step files) gives the rule's prediction and glimpses."""
+    report = _last_json(
+        "anytime.py",
+        f"--data_dir={idx_dir}",
+        "--examples=6",
+        "--validation_examples=3",
+        "--warmup=1",
+        "--runtimes=function,litert",  # XLA compiles the same graph, only slower to build
+        "--json",
+    )
+    assert report["test_examples"] == 6
+    assert 1.0 <= report["mean_glimpses"] <= 5.0
+    assert set(report["runtimes"]) == {"function", "litert"}
+    for runtime in report["runtimes"].values():
+        assert runtime["exit_agrees_with_offline_rule"] == 1.0
+        assert runtime["exit_glimpses_agree"] == 1.0
+        assert runtime["ff_mean_ms"] > 0 and runtime["mgnet_exit_mean_ms"] > 0
