@@ -52,7 +52,11 @@ def test_clean_section_matches_the_model_run_by_hand(model, data):
     )
     boxes = data.object_boxes(10, 112)
     iou = localization.box_iou(localization.glimpse_boxes(params, 112), boxes[:, None])
-    np.testing.assert_allclose(section["localization"]["median_iou"], np.median(iou, axis=0), rtol=1e-5)
+    # The section runs the model compiled, this check eagerly: glimpse params agree to
+    # float32 rounding, which moves an IoU near 0 by ~1e-7, many times rtol=1e-5 of it.
+    np.testing.assert_allclose(
+        section["localization"]["median_iou"], np.median(iou, axis=0), rtol=1e-5, atol=1e-6
+    )
     assert "latency_ms_batch1" not in section
 
 
