@@ -51,17 +51,22 @@ CONDITIONS = {
 BEGIN, END = "<!-- oracle:begin -->", "<!-- oracle:end -->"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("conditions", list(CONDITIONS), f"Conditions to run, of {list(CONDITIONS)}.")
-flags.DEFINE_integer("epochs", 15, "Training epochs of every condition.")
-flags.DEFINE_integer("seed", 0, "Seed of weights, positions and errors.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX files (default: see docs).")
-flags.DEFINE_integer("max_train", None, "Smoke runs: train on the first N items only.")
-flags.DEFINE_string("results", os.path.join(common.REPO, "docs", "results.md"), "Markdown file to fill in.")
-flags.DEFINE_string(
-    "store_dir",
-    os.path.join(common.REPO, "experiments", "results", "glimpse_oracle"),
-    "Each finished condition's figures (to commit); a condition found here is kept.",
-)
+
+
+def define_flags():
+    """The command line's flags, defined only when run as a script: the module's
+    functions are imported by the tests next to train.py, whose flags share names."""
+    flags.DEFINE_list("conditions", list(CONDITIONS), f"Conditions to run, of {list(CONDITIONS)}.")
+    flags.DEFINE_integer("epochs", 15, "Training epochs of every condition.")
+    flags.DEFINE_integer("seed", 0, "Seed of weights, positions and errors.")
+    flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX files (default: see docs).")
+    flags.DEFINE_integer("max_train", None, "Smoke runs: train on the first N items only.")
+    flags.DEFINE_string("results", os.path.join(common.REPO, "docs", "results.md"), "Markdown file to fill in.")
+    flags.DEFINE_string(
+        "store_dir",
+        os.path.join(common.REPO, "experiments", "results", "glimpse_oracle"),
+        "Each finished condition's figures (to commit); a condition found here is kept.",
+    )
 
 
 def sigma_for_median(median_px):
@@ -229,4 +234,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
