@@ -1,5 +1,6 @@
 """The translated Fashion-MNIST study script runs end to end (slow: about 4 minutes)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +123,106 @@ def test_oracle_exact_glimpse_is_the_item_and_errors_move_it():
     moved = np.hypot(*((off_params.numpy() - params.numpy())[:, 1:] * 111 / 2).T)
     assert 3.0 < np.median(moved) < 11.0  # 16 draws around a median of 7 px
     assert tf.reduce_all(off_params[:, 0] == params[:, 0])
+
+
+def test_experiment_modules_import_beside_train_py():
+    """CI imports the experiment scripts in the same process as train.py, whose absl
+    flags share names (--epochs, --seed): the scripts define theirs only when run."""
+    code = (
+        "import sys; sys.path[:0] = ['.', 'experiments']\n"
+        "import train, glimpse_oracle, placement_probe\n"
+        "print('imported')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "imported" in result.stdout
+
+
+def _probe():
+    sys.path.insert(0, os.path.join(REPO, "experiments"))
+    import placement_probe  # noqa: PLC0415
+
+    return placement_probe
+
+
+def test_probe_box_params_centre_the_window_on_the_box():
+    from mgnet_tf import localization  # noqa: PLC0415
+
+    probe = _probe()
+    rng = np.random.default_rng(3)
+    top_left = rng.uniform(0, 84, (50, 2))
+    boxes = np.concatenate([top_left, top_left + 28], axis=1)  # (top, left, bottom, right)
+    centres = probe.box_params(boxes, 0.25)
+    for scale in (0.25, 0.4):
+        params = np.concatenate([np.full((50, 1), scale), centres], axis=1)
+        windows = localization.glimpse_boxes(params, 112)
+        np.testing.assert_allclose(localization.center_distance(windows, boxes), 0.0, atol=1e-9)
+    # A box at the canvas's middle pixel centre (55.5 + 0.5 in glimpse_boxes' pixel
+    # convention, the centre of 112 px) is x = y = 0.
+    np.testing.assert_allclose(probe.box_params([[42.0, 42.0, 70.0, 70.0]], 0.25), [[0.0, 0.0]], atol=1e-12)
+
+
+def test_probe_runner_replays_the_model_and_replaces_only_later_glimpses():
+    import tensorflow as tf  # noqa: PLC0415
+
+    from mgnet_tf import MGNet  # noqa: PLC0415
+
+    probe = _probe()
+    model = MGNet(
+        backbone="vanilla_cnn", num_classes=4, image_size=32, num_glimpses=3, downsample=2, channels=1
+    )
+    images = tf.random.uniform((5, 32, 32, 1), seed=1)
+    expected = model(images, training=False)
+    run = probe.make_runner(model)
+    oracle = tf.constant(np.tile([[0.3, 0.2, -0.4]], (5, 1)), tf.float32)
+    logits, glimpse_logits, used = run(images, oracle, "learned")
+    np.testing.assert_allclose(logits.numpy(), expected["logits"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(used.numpy(), expected["glimpse_params"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(glimpse_logits.numpy(), expected["glimpse_logits"].numpy(), atol=1e-5)
+    _, _, used = run(images, oracle, "oracle")
+    np.testing.assert_allclose(used.numpy()[:, 0], [[1.0, 0.0, 0.0]] * 5)
+    np.testing.assert_allclose(used.numpy()[:, 1:], np.tile(oracle.numpy()[:, None], (1, 2, 1)))
+    logits_centre, _, used = run(images, oracle, "centre")
+    # Its own size at glimpse 2 (the first glimpse is the same), the oracle's centre.
+    np.testing.assert_allclose(used.numpy()[:, 1, 0], expected["glimpse_params"].numpy()[:, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(used.numpy()[:, 1:, 1:], np.tile(oracle.numpy()[:, None, 1:], (1, 2, 1)))
+    assert not np.allclose(logits_centre.numpy()[:, 1:], expected["logits"].numpy()[:, 1:], atol=1e-4)
+
+
+def test_probe_command_stores_its_figures(tmp_path, idx_dir):
+    """The script on an untrained 112 px MGNet: every condition stored, the table written
+    between its markers, the rest of the results file kept."""
+    import keras  # noqa: PLC0415
+
+    from mgnet_tf import MGNet  # noqa: PLC0415
+
+    model = MGNet(
+        backbone="vanilla_cnn", num_classes=10, image_size=112, num_glimpses=3, downsample=4, channels=1
+    )
+    model(np.zeros((1, 112, 112, 1), np.float32))
+    path = tmp_path / "net" / "final.keras"
+    path.parent.mkdir()
+    model.save(path)
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\nkept\n<!-- probe:begin -->\nold\n<!-- probe:end -->\n")
+    command = [
+        sys.executable, "experiments/placement_probe.py", f"--model={path}", f"--data_dir={idx_dir}",
+        "--batch_size=5", f"--results={results}", f"--store_dir={tmp_path / 'store'}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads((tmp_path / "store" / "net.json").read_text())
+    assert stored["test_examples"] == 12
+    assert set(stored["conditions"]) == set(_probe().CONDITIONS)
+    for entry in stored["conditions"].values():
+        assert len(entry["top1_per_glimpse"]) == 3
+    np.testing.assert_allclose(
+        stored["conditions"]["box_s0.25"]["median_center_error_px"][1:], 0.0, atol=1e-6
+    )
+    text = results.read_text()
+    assert "kept" in text and "old" not in text and "the model's own glimpses" in text
+    bad = subprocess.run(
+        [sys.executable, "experiments/placement_probe.py", f"--model={tmp_path / 'none.keras'}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert bad.returncode != 0 and "none.keras" in bad.stderr

@@ -1,0 +1,283 @@
+"""What a trained MGNet loses to where it puts its glimpses: the same model, with its
+glimpses 2..T moved by an oracle onto each item's true box, on translated Fashion-MNIST.
+
+    python experiments/placement_probe.py                     # the study's MGNet seed 1, whole test split
+    python experiments/placement_probe.py --model=checkpoints/translated_fashion_mnist_mgnet.keras --examples=2000
+
+No training: each condition runs the model's own glimpse loop (`MGNet.glimpse_step`)
+and replaces only the (s, x, y) that the localization network proposes for glimpses
+2..T:
+- learned: the model as it is (the check that this loop is the model's);
+- box centre: the model's own size s, centred on the item's box;
+- box s=S: the window of side S on the box centre (every glimpse 2..T the same);
+- box s=S, error E px: the same, moved by a random centre error whose median length is
+  E px (drawn once per image, as `glimpse_oracle.py` draws it).
+Beside the global classifier's top-1 after each glimpse it measures the glimpse
+classifier on glimpse 2 (the backbone and its head alone), top-1 by the model's own
+centre error, and whether that error is a per-class offset or random.
+
+If moving the glimpses onto the box gains little, the gap to FF-Net is in what the
+backbone recognizes, not in where it looks now; `glimpse_oracle.py` gives what the same
+backbone recognizes when trained on well-placed glimpses. The figures go between the
+probe markers of docs/results.md and to --store_dir (small, to commit).
+"""
+
+import json
+import math
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import common  # noqa: E402
+
+DATASET = "translated_fashion_mnist"
+CANVAS = 112
+BEGIN, END = "<!-- probe:begin -->", "<!-- probe:end -->"
+# name: (what it is, s or None for the model's own, median centre error px)
+CONDITIONS = {
+    "learned": ("the model's own glimpses", None, None),
+    "box_centre": ("the model's own s, centred on the item's box", None, 0.0),
+    "box_s0.25": ("s = 0.25 (the item's 28 px), centred on the box", 0.25, 0.0),
+    "box_s0.30": ("s = 0.30, centred on the box", 0.30, 0.0),
+    "box_s0.25_err3.5": ("s = 0.25, median centre error 3.5 px", 0.25, 3.5),
+    "box_s0.25_err7": ("s = 0.25, median centre error 7 px", 0.25, 7.0),
+}
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The command line's flags, defined only when run as a script (the tests import
+    this module beside train.py, whose flags share names)."""
+    flags.DEFINE_string(
+        "model",
+        os.path.join(
+            common.REPO, "experiments", "results", DATASET, "mgnet_seed1", "final.keras"
+        ),
+        "The trained MGNet (.keras) to probe.",
+    )
+    flags.DEFINE_string("name", None, "Name of the probe in the store and table (default: from --model).")
+    flags.DEFINE_integer("examples", None, "Test images, from the first (default: the whole split).")
+    flags.DEFINE_integer("seed", 0, "Seed of the test canvases (as evaluate.py's) and of the errors.")
+    flags.DEFINE_integer("batch_size", 250, "Images per batch.")
+    flags.DEFINE_string("data_dir", None, "Fashion-MNIST IDX files (default: see docs).")
+    flags.DEFINE_string("results", os.path.join(common.REPO, "docs", "results.md"), "Markdown file to fill in.")
+    flags.DEFINE_string(
+        "store_dir",
+        os.path.join(common.REPO, "experiments", "results", "placement_probe"),
+        "Each probe's figures (to commit).",
+    )
+
+
+def sigma_for_median(median_px):
+    """Per-axis standard deviation of a 2-D Gaussian whose length has this median."""
+    return median_px / math.sqrt(2.0 * math.log(2.0))
+
+
+def box_params(boxes, scale, image_size=CANVAS):
+    """(N, 2) window centres (x, y) in the sampler's [-1, 1] units of each box's centre.
+
+    `boxes` are (top, left, bottom, right) pixels (`mgnet_tf.localization`); the inverse
+    of `localization.glimpse_boxes`, so a window of any `scale` there has the box's centre.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    boxes = np.asarray(boxes, np.float64)
+    centre_px = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2], -1)
+    del scale  # the centre does not depend on the window's size
+    return (centre_px - 0.5) / (image_size - 1) * 2.0 - 1.0
+
+
+def make_runner(model):
+    """A compiled glimpse loop whose glimpses 2..T follow `mode`:
+
+    mode "learned": the localization network's params; "centre": its s with `oracle`'s
+    (x, y); "oracle": `oracle` (s, x, y). Returns logits (B, T, K), glimpse logits
+    (B, T, K) and the params used (B, T, 3).
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    @tf.function(reduce_retracing=True)
+    def run(images, oracle, mode):
+        normalized = model.normalize(images)
+        params = model.first_glimpse_params(tf.shape(images)[0])
+        tokens, logits, glimpse_logits, used = None, [], [], []
+        for step in range(model.num_glimpses):
+            out = model.glimpse_step(normalized, tokens, params, training=False)
+            tokens = out["tokens"]
+            logits.append(out["logits"])
+            glimpse_logits.append(out["glimpse_logits"])
+            used.append(params)
+            if step + 1 < model.num_glimpses:
+                learned = model.localization(out["fused"])
+                if mode == "learned":
+                    params = learned
+                elif mode == "centre":
+                    params = tf.concat([learned[:, :1], oracle[:, 1:]], axis=1)
+                else:
+                    params = oracle
+        return tf.stack(logits, 1), tf.stack(glimpse_logits, 1), tf.stack(used, 1)
+
+    return run
+
+
+def probe(model, dataset, boxes, seed):
+    """Every condition's figures on `dataset` (batches of images, labels in order) whose
+    items have `boxes`."""
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    from mgnet_tf import localization  # noqa: PLC0415
+
+    run = make_runner(model)
+    centres = box_params(boxes, None)
+    results = {}
+    for name, (description, scale, error_px) in CONDITIONS.items():
+        rng = np.random.default_rng(seed)
+        correct, glimpse_correct, params_used, labels_all, start = [], [], [], [], 0
+        for images, labels in dataset:
+            batch = int(images.shape[0])
+            centre = centres[start : start + batch]
+            if error_px:
+                centre = centre + rng.standard_normal(centre.shape) * (
+                    sigma_for_median(error_px) * 2.0 / (CANVAS - 1)
+                )
+            oracle = np.concatenate([np.full((batch, 1), scale or 0.0), centre], 1)
+            mode = "learned" if error_px is None else ("centre" if scale is None else "oracle")
+            logits, glimpse_logits, used = run(images, tf.constant(oracle, tf.float32), mode)
+            y = labels.numpy()[:, None]
+            correct.append(logits.numpy().argmax(-1) == y)
+            glimpse_correct.append(glimpse_logits.numpy().argmax(-1) == y)
+            params_used.append(used.numpy())
+            labels_all.append(labels.numpy())
+            start += batch
+        correct = np.concatenate(correct)
+        params_used = np.concatenate(params_used)
+        labels_all = np.concatenate(labels_all)
+        report = localization.localization_report(params_used, boxes[: len(correct)], CANVAS)
+        entry = {
+            "description": description,
+            "top1_per_glimpse": correct.mean(0).tolist(),
+            "glimpse_classifier_top1_glimpse2": float(np.concatenate(glimpse_correct)[:, 1].mean()),
+            "median_center_error_px": report["median_center_error_px"],
+            "median_iou": report["median_iou"],
+            "mean_scale": report["mean_scale"],
+        }
+        if name == "learned":
+            entry.update(error_structure(params_used, boxes[: len(correct)], labels_all, correct))
+        results[name] = entry
+    return results
+
+
+def error_structure(params, boxes, labels, correct, step=2, bins=(0, 4, 8, 14, 1e9)):
+    """At glimpse `step` + 1: top-1 by the glimpse's own centre error, and the error
+    split into per-class mean offsets and what varies within a class."""
+    import numpy as np  # noqa: PLC0415
+
+    from mgnet_tf import localization  # noqa: PLC0415
+
+    windows = localization.glimpse_boxes(params[:, step], CANVAS)
+    window_centre = np.stack([(windows[:, 0] + windows[:, 2]) / 2, (windows[:, 1] + windows[:, 3]) / 2], -1)
+    box_centre = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
+    error = window_centre - box_centre
+    distance = np.hypot(error[:, 0], error[:, 1])
+    by_error = []
+    for low, high in zip(bins[:-1], bins[1:]):
+        chosen = (distance >= low) & (distance < high)
+        if chosen.any():
+            by_error.append(
+                {"from_px": low, "to_px": None if high >= 1e9 else high, "share": float(chosen.mean()),
+                 "top1": float(correct[chosen, step].mean())}
+            )
+    class_means = np.stack([error[labels == c].mean(0) for c in np.unique(labels)])
+    within = np.concatenate([error[labels == c] - class_means[i] for i, c in enumerate(np.unique(labels))])
+    return {
+        "error_glimpse": step + 1,
+        "top1_by_own_error": by_error,
+        "class_offset_rms_px": float(np.sqrt(np.mean(np.sum(class_means**2, 1)))),
+        "within_class_rms_px": float(np.sqrt(np.mean(np.sum(within**2, 1)))),
+    }
+
+
+def table(name, results):
+    steps = len(results["learned"]["top1_per_glimpse"])
+    lines = [
+        f"| {name}: glimpses 2..{steps} | test top-1 % after 1..{steps} "
+        "| glimpse classifier on glimpse 2 % | mean s, glimpse 3 | median centre error px, glimpse 3 |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in results.values():
+        lines.append(
+            f"| {entry['description']} | "
+            + " / ".join(f"{100 * a:.2f}" for a in entry["top1_per_glimpse"])
+            + f" | {100 * entry['glimpse_classifier_top1_glimpse2']:.2f}"
+            f" | {entry['mean_scale'][2]:.3f} | {entry['median_center_error_px'][2]:.1f} |"
+        )
+    learned = results["learned"]
+    lines.append("")
+    lines.append(
+        f"The model's own centre error at glimpse {learned['error_glimpse']}: per-class mean "
+        f"offsets {learned['class_offset_rms_px']:.1f} px rms, the rest within classes "
+        f"{learned['within_class_rms_px']:.1f} px rms; top-1 by that error: "
+        + ", ".join(
+            f"{b['from_px']:g}-{b['to_px'] if b['to_px'] is not None else 'more':} px "
+            f"({100 * b['share']:.0f}% of images) {100 * b['top1']:.1f}%"
+            for b in learned["top1_by_own_error"]
+        )
+        + "."
+    )
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    import keras  # noqa: PLC0415
+
+    import mgnet_tf  # noqa: F401, PLC0415  (registers the layers)
+    import pipelines  # noqa: PLC0415
+
+    if not os.path.isfile(FLAGS.model):
+        raise app.UsageError(f"--model={FLAGS.model!r}: no such file; expected a trained MGNet .keras file")
+    model = keras.models.load_model(FLAGS.model, compile=False)
+    if getattr(model, "num_glimpses", 1) < 2 or model.image_size != CANVAS:
+        raise app.UsageError(
+            f"--model={FLAGS.model!r}: expected an MGNet with 2 or more glimpses on "
+            f"{CANVAS} px translated Fashion-MNIST canvases"
+        )
+    count = FLAGS.examples or pipelines.num_examples(DATASET, "test", FLAGS.data_dir)
+    dataset = pipelines.build_dataset(DATASET, "test", FLAGS.data_dir, FLAGS.batch_size, seed=FLAGS.seed)
+    dataset = dataset.unbatch().take(count).batch(FLAGS.batch_size)
+    boxes = pipelines.object_boxes(DATASET, "test", count, FLAGS.seed)
+    results = probe(model, dataset, boxes, FLAGS.seed)
+    name = FLAGS.name or os.path.basename(os.path.dirname(os.path.abspath(FLAGS.model)))
+    record = {
+        "model": os.path.relpath(os.path.abspath(FLAGS.model), common.REPO),
+        "test_examples": count,
+        "seed": FLAGS.seed,
+        "commit": common.commit(),
+        "machine": common.machine(),
+        "conditions": results,
+    }
+    os.makedirs(FLAGS.store_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.store_dir, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    body = "\n".join(
+        [
+            f"- Command: `{common.command_line()}`",
+            f"- Model `{record['model']}`, the first {count} test images (seed {FLAGS.seed}), "
+            f"commit {record['commit']}, {record['machine']}; {common.versions()}",
+            "",
+            table(name, results),
+        ]
+    )
+    print(body)
+    if FLAGS.results:
+        common.write_between_markers(FLAGS.results, BEGIN, END, body)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
