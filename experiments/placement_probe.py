@@ -23,7 +23,6 @@ probe markers of docs/results.md and to --store_dir (small, to commit).
 """
 
 import json
-import math
 import os
 import sys
 
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import common  # noqa: E402
+from glimpse_oracle import sigma_for_median  # noqa: E402
 
 DATASET = "translated_fashion_mnist"
 CANVAS = 112
@@ -70,11 +70,6 @@ def define_flags():
         os.path.join(common.REPO, "experiments", "results", "placement_probe"),
         "Each probe's figures (to commit).",
     )
-
-
-def sigma_for_median(median_px):
-    """Per-axis standard deviation of a 2-D Gaussian whose length has this median."""
-    return median_px / math.sqrt(2.0 * math.log(2.0))
 
 
 def box_params(boxes, scale, image_size=CANVAS):

@@ -1,5 +1,6 @@
 """The translated Fashion-MNIST study script runs end to end (slow: about 4 minutes)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -89,11 +90,14 @@ def test_git_keeps_what_the_stores_hold(path):
     assert ignored == 1, f"{path} is git-ignored; .gitignore must keep the stores"
 
 
-def _oracle():
+def _experiment(name):
+    """The module of experiments/<name>.py (its flags are defined only when run)."""
     sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import glimpse_oracle  # noqa: PLC0415
+    return importlib.import_module(name)
 
-    return glimpse_oracle
+
+def _oracle():
+    return _experiment("glimpse_oracle")
 
 
 def test_oracle_error_has_the_stated_median():
@@ -139,10 +143,7 @@ def test_experiment_modules_import_beside_train_py():
 
 
 def _probe():
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
-    import placement_probe  # noqa: PLC0415
-
-    return placement_probe
+    return _experiment("placement_probe")
 
 
 def test_probe_box_params_centre_the_window_on_the_box():
