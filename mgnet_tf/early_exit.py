@@ -9,6 +9,15 @@ a serving graph can apply it to `probabilities_per_glimpse` as well.
 import tensorflow as tf
 
 
+def stops(top_probability, threshold):
+    """Whether a glimpse whose top probability is `top_probability` ends its image
+    (before the last glimpse, which always does): it reaches `threshold`, and
+    `threshold` is below 1 (1 or more means every glimpse, even where a probability
+    rounds to exactly 1.0). Elementwise on NumPy or TensorFlow values, so that every
+    served form (`mgnet_tf.export`, `mgnet_tf.litert`) applies this one rule."""
+    return (top_probability >= threshold) & (threshold < 1.0)
+
+
 def exit_glimpses(probabilities, threshold):
     """Number of glimpses each image uses under the confidence rule.
 
@@ -26,14 +35,13 @@ def exit_glimpses(probabilities, threshold):
     steps = tf.shape(probabilities)[1]
     if isinstance(threshold, (int, float)) and not 0 <= threshold:
         raise ValueError(f"`threshold` must be >= 0. Received: threshold={threshold!r}")
-    confident = tf.reduce_max(probabilities, axis=-1) >= tf.cast(
-        threshold, probabilities.dtype
+    confident = stops(
+        tf.reduce_max(probabilities, axis=-1), tf.cast(threshold, probabilities.dtype)
     )
     # The last glimpse always stops the image.
     last = tf.one_hot(steps - 1, steps, on_value=True, off_value=False)
     stop = tf.logical_or(confident, last[None, :])
-    first = tf.argmax(tf.cast(stop, tf.int32), axis=1, output_type=tf.int32) + 1
-    return tf.where(tf.cast(threshold, tf.float32) >= 1.0, steps, first)
+    return tf.argmax(tf.cast(stop, tf.int32), axis=1, output_type=tf.int32) + 1
 
 
 def dynamic_exit(probabilities, threshold):

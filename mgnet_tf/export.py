@@ -41,6 +41,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from mgnet_tf import early_exit as exit_rule
 from mgnet_tf import files
 from mgnet_tf._tensorflow_child import run_on_tensorflow
 from pipelines.transform import EvalTransform
@@ -88,10 +89,8 @@ class _Serving(tf.Module):
         with tf.control_dependencies([check]):
             x = model.normalize(inputs)
         steps, batch = model.num_glimpses, tf.shape(x)[0]
-        # >= 1 means every glimpse, even where a probability rounds to 1.0.
-        bar = tf.where(threshold >= 1.0, tf.constant(2.0), threshold)
         state = {
-            "tokens": tf.zeros((batch, steps, model.feature_dim + 3), x.dtype),
+            "tokens": tf.zeros((batch, steps, model.feature_dim + 3)),
             "params": model.first_glimpse_params(batch),
             "probabilities": tf.zeros((batch, steps, model.num_classes)),
             "glimpse_params": tf.zeros((batch, steps, 3)),
@@ -99,22 +98,16 @@ class _Serving(tf.Module):
         }
 
         def run(t, state):
-            tokens = state["tokens"][:, :t] if t else None
-            out = model.glimpse_step(x, tokens, state["params"], training=False)
-            probabilities = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
-            stop = (tf.reduce_max(probabilities, axis=-1) >= bar) | (t + 1 == steps)
+            out = padded_step(model, x, state["tokens"], state["params"], t)
+            probabilities = out["probabilities"]
+            stop = exit_rule.stops(tf.reduce_max(probabilities, axis=-1), threshold)
+            stop = stop | (t + 1 == steps)
             glimpses = state["glimpses"]
             return {
-                "tokens": _put(state["tokens"], t, out["tokens"][:, -1]),
-                "params": (
-                    tf.cast(model.localization(out["fused"]), tf.float32)
-                    if t + 1 < steps
-                    else state["params"]
-                ),
+                "tokens": out["tokens"],
+                "params": out["next_params"],
                 "probabilities": _put(state["probabilities"], t, probabilities),
-                "glimpse_params": _put(
-                    state["glimpse_params"], t, tf.cast(state["params"], tf.float32)
-                ),
+                "glimpse_params": _put(state["glimpse_params"], t, out["params"]),
                 "glimpses": tf.where((glimpses == 0) & stop, t + 1, glimpses),
             }
 
@@ -154,26 +147,16 @@ class _Serving(tf.Module):
         with tf.control_dependencies([check]):
             step = tf.identity(step)
         size = model.image_size
-        tokens = tf.cast(tokens, x.dtype)
 
         def branch(t):
             def run():
-                params = (
-                    model.first_glimpse_params(tf.shape(x)[0]) if t == 0 else glimpse_params
-                )
-                out = model.glimpse_step(
-                    x, tokens[:, :t] if t else None, params, training=False
-                )
-                probabilities = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
-                next_params = (
-                    model.localization(out["fused"]) if t + 1 < steps else params
-                )
+                out = padded_step(model, x, tokens, glimpse_params, t)
                 return {
-                    "probabilities": probabilities,
-                    "classes": tf.argmax(probabilities, axis=-1),
-                    "glimpse_box": glimpse_boxes(params, size, size),
-                    "tokens": tf.cast(_put(tokens, t, out["tokens"][:, -1]), tf.float32),
-                    "glimpse_params": tf.cast(next_params, tf.float32),
+                    "probabilities": out["probabilities"],
+                    "classes": tf.argmax(out["probabilities"], axis=-1),
+                    "glimpse_box": glimpse_boxes(out["params"], size, size),
+                    "tokens": out["tokens"],
+                    "glimpse_params": out["next_params"],
                     "step": tf.constant(t + 1, tf.int32),
                 }
 
@@ -190,6 +173,39 @@ class _Serving(tf.Module):
             image_bytes,
             fn_output_signature=tf.TensorSpec((size, size, channels), tf.float32),
         )
+
+
+def padded_step(model, x, tokens, params, t):
+    """Glimpse t + 1 (t static, from 0) of `model` on normalized images `x`, the state
+    in fixed shapes: the unit of the served early exit, the `glimpse_step` signature
+    and the LiteRT step files.
+
+    Args:
+        model: an `MGNet`.
+        x: normalized images (B, S, S, C) (`model.normalize`).
+        tokens: (B, T, D + 3), the tokens of the glimpses taken so far in rows 0..t-1;
+            the other rows are ignored.
+        params: (B, 3), where this glimpse looks; ignored at t = 0 (glimpse 1 is the
+            whole image).
+        t: int, the number of glimpses taken so far.
+
+    Returns:
+        float32 dict: `probabilities` (B, K) after this glimpse, `params` (B, 3) of this
+        glimpse, `tokens` (B, T, D + 3) with row t filled, `next_params` (B, 3) of the
+        next glimpse (this glimpse's at the last one).
+    """
+    if t == 0:
+        params = model.first_glimpse_params(tf.shape(x)[0])
+    before = tf.cast(tokens[:, :t], x.dtype) if t else None
+    out = model.glimpse_step(x, before, params, training=False)
+    params = tf.cast(params, tf.float32)
+    last = t + 1 == model.num_glimpses
+    return {
+        "probabilities": tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1),
+        "params": params,
+        "tokens": _put(tf.cast(tokens, tf.float32), t, tf.cast(out["tokens"][:, -1], tf.float32)),
+        "next_params": params if last else tf.cast(model.localization(out["fused"]), tf.float32),
+    }
 
 
 def _put(padded, t, row):
@@ -279,11 +295,7 @@ def export_saved_model(model, directory):
     on the TensorFlow backend: .keras files are backend-free, SavedModels are
     TensorFlow graphs.
     """
-    if tf.io.gfile.exists(directory):
-        raise FileExistsError(
-            f"{directory} exists; remove it or choose another --output, so that no "
-            "earlier export is overwritten"
-        )
+    _refuse_existing(directory)
     if keras.backend.backend() != "tensorflow":
         return _export_on_tensorflow(model, directory)
     serving, functions = signatures(model)
@@ -314,17 +326,21 @@ def export_litert(model, directory, quantize="none"):
             f"Unknown quantization. Received: quantize={quantize!r}; expected one of "
             f"{litert.QUANTIZATIONS}"
         )
-    if tf.io.gfile.exists(directory):
-        raise FileExistsError(
-            f"{directory} exists; remove it or choose another --output, so that no "
-            "earlier export is overwritten"
-        )
+    _refuse_existing(directory)
     if keras.backend.backend() != "tensorflow":
         return _export_on_tensorflow(model, directory, ["--format=litert", f"--quantize={quantize}"])
     _write_new_directory(
         directory, lambda temporary: litert.write_files(model, temporary, quantize), "litert"
     )
     return sorted(name for name in os.listdir(directory))
+
+
+def _refuse_existing(directory):
+    if tf.io.gfile.exists(directory):
+        raise FileExistsError(
+            f"{directory} exists; remove it or choose another --output, so that no "
+            "earlier export is overwritten"
+        )
 
 
 def _write_new_directory(directory, write, kill_point):

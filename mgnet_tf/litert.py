@@ -28,6 +28,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mgnet_tf import early_exit as exit_rule
+from mgnet_tf.export import padded_step
 from mgnet_tf.visualize import glimpse_boxes
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
@@ -67,25 +69,16 @@ def _functions(model):
 
     def step(t):
         def run(images, tokens=None, glimpse_params=None):
-            x = model.normalize(images)
-            params = model.first_glimpse_params(1) if t == 1 else glimpse_params
-            before = None if t == 1 else tf.cast(tokens[:, : t - 1], x.dtype)
-            out = model.glimpse_step(x, before, params, training=False)
-            row = tf.cast(out["tokens"][:, -1], tf.float32)[:, None]
-            filled = (
-                tf.concat([row, tf.zeros((1, steps - 1, dim))], axis=1)
-                if t == 1
-                else tf.concat([tokens[:, : t - 1], row, tokens[:, t:]], axis=1)
-            )
+            if t == 1:  # nothing to carry in: the file takes only the image
+                tokens = tf.zeros((1, steps, dim))
+            out = padded_step(model, model.normalize(images), tokens, glimpse_params, t - 1)
             result = {
-                "probabilities": tf.nn.softmax(tf.cast(out["logits"], tf.float32), -1),
-                "glimpse_box": glimpse_boxes(params, size, size),
-                "tokens": filled,
+                "probabilities": out["probabilities"],
+                "glimpse_box": glimpse_boxes(out["params"], size, size),
+                "tokens": out["tokens"],
             }
             if t < steps:
-                result["glimpse_params"] = tf.cast(
-                    model.localization(out["fused"]), tf.float32
-                )
+                result["glimpse_params"] = out["next_params"]
             return result
 
         return run
@@ -271,5 +264,5 @@ class Runner:
         probability reaches `threshold` (`mgnet_tf.early_exit`'s rule)."""
         for t, out in enumerate(self.steps(image), 1):
             probabilities = out["probabilities"][0]
-            if (threshold < 1.0 and probabilities.max() >= threshold) or t == self.num_glimpses:
+            if exit_rule.stops(probabilities.max(), threshold) or t == self.num_glimpses:
                 return probabilities, t
