@@ -28,6 +28,9 @@ COMMON = {
     # On translated Fashion-MNIST, 4 epochs: test top-1 after 3 glimpses 67.3 against
     # 66.0%, glimpse centre 21-22 px from the item's against 30, IoU 0.19 against 0.11.
     "glimpse_loss_from": 2,
+    # (paper) eq. 7's mean over glimpses 1..T; (official code) --n_iter_coef, all 1 by
+    # default: the same. Per-glimpse weights are an option (docs/training.md).
+    "global_loss_weights": None,
     "initializer": "keras",  # Keras' defaults; official: "torch"
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
     "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid

@@ -89,6 +89,13 @@ flags.DEFINE_integer(
     None,
     f"First glimpse of the glimpse-classifier loss: 1 (eq. 8) or 2 (official) ({_PRESET}).",
 )
+flags.DEFINE_list(
+    "global_loss_weights",
+    None,
+    "One weight per glimpse for the global classifier's loss, e.g. 0,1,1,1,1 "
+    "(the official code's --n_iter_coef; empty: the mean of eq. 7) "
+    f"({_PRESET}).",
+)
 flags.DEFINE_enum(
     "initializer", None, list(INITIALIZERS), f"keras or torch (official) ({_PRESET})."
 )
@@ -179,6 +186,7 @@ _PRESET_FLAGS = (
     "size_penalty_mode",
     "size_penalty_threshold",
     "glimpse_loss_from",
+    "global_loss_weights",
     "initializer",
     "attention_bias",
     "rescale_at",
@@ -214,7 +222,11 @@ def resolve_config():
             ) from None
     for name in ("mean", "std"):
         if config[name] is not None:
-            config[name] = _floats(name, config[name])
+            config[name] = _floats(name, config[name], "one per channel")
+    if config["global_loss_weights"] is not None:
+        # An empty --global_loss_weights= is eq. 7's mean.
+        weights = _floats("global_loss_weights", config["global_loss_weights"], "one per glimpse")
+        config["global_loss_weights"] = weights or None
     config.update(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -229,12 +241,12 @@ def resolve_config():
     return config
 
 
-def _floats(name, values):
+def _floats(name, values, each):
     try:
         return [float(v) for v in values]
     except ValueError:
         raise app.UsageError(
-            f"--{name}={','.join(values)} is invalid; expected numbers, one per channel"
+            f"--{name}={','.join(values)} is invalid; expected numbers, {each}"
         ) from None
 
 
@@ -257,6 +269,19 @@ def _validate(config):
         ("noise_std", config["noise_std"] >= 0, "a number >= 0"),
         ("glimpse_loss_from", config["glimpse_loss_from"] in (1, 2), "1 or 2"),
     ]
+    weights = config["global_loss_weights"]
+    if weights is not None:
+        checks.append(
+            (
+                "global_loss_weights",
+                len(weights) == config["num_glimpses"]
+                and min(weights) >= 0
+                and sum(weights[config["glimpse_loss_from"] - 1 :]) > 0,
+                f"{config['num_glimpses']} weights (one per glimpse, --num_glimpses), "
+                ">= 0, and some weight on the glimpses of the glimpse loss (from "
+                f"--glimpse_loss_from={config['glimpse_loss_from']})",
+            )
+        )
     for name, ok, expected in checks:
         if not ok:
             raise app.UsageError(

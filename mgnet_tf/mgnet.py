@@ -77,6 +77,13 @@ class MGNet(keras.Model):
             2..T, the mean over T - 1. With one glimpse and 2, there is no glimpse
             loss and the global classifier's loss has weight 1 (the official code
             sets alpha = 0 for FF-Net).
+        global_loss_weights: None, or one non-negative weight per glimpse (T values,
+            not all zero): the weights of glimpses 1..T in the global classifier's
+            loss (eq. 7), normalized to sum to 1; the glimpse classifier's loss takes
+            the same weights over the glimpses it covers, normalized again. None is
+            eq. 7's mean (every glimpse 1 / T). The official code's `--n_iter_coef`
+            (default all 1); e.g. (0, 1, ..., 1) frees the backbone from classifying
+            glimpse 1, the whole image downsampled, on its own.
         initializer: "keras" (Glorot-uniform kernels, zero biases: Keras' defaults)
             or "torch" (the official code: Kaiming-normal, fan-in, for the two
             classifiers, the localization layer and the attention projections;
@@ -135,6 +142,7 @@ class MGNet(keras.Model):
         size_penalty_threshold=0.4,
         size_penalty_rescaled=True,
         glimpse_loss_from=1,
+        global_loss_weights=None,
         initializer="keras",
         attention_bias=False,
         rescale_at="output",
@@ -171,6 +179,26 @@ class MGNet(keras.Model):
                 "`glimpse_loss_from` must be 1 (eq. 8: every glimpse) or 2 (the "
                 f"official code). Received: glimpse_loss_from={glimpse_loss_from!r}"
             )
+        if global_loss_weights is not None:
+            global_loss_weights = tuple(float(w) for w in global_loss_weights)
+            if (
+                len(global_loss_weights) != num_glimpses
+                or min(global_loss_weights) < 0
+                or sum(global_loss_weights) <= 0
+            ):
+                raise ValueError(
+                    f"`global_loss_weights` must be None or {num_glimpses} weights "
+                    "(one per glimpse), >= 0 and not all 0. Received: "
+                    f"global_loss_weights={global_loss_weights!r}"
+                )
+            if num_glimpses >= glimpse_loss_from and not sum(
+                global_loss_weights[glimpse_loss_from - 1 :]
+            ):
+                raise ValueError(
+                    "`global_loss_weights` gives no weight to the glimpses of the glimpse "
+                    f"classifier's loss (from glimpse {glimpse_loss_from}). Received: "
+                    f"global_loss_weights={global_loss_weights!r}"
+                )
         if initializer not in INITIALIZERS:
             raise ValueError(
                 f"`initializer` must be one of {INITIALIZERS}. "
@@ -206,6 +234,7 @@ class MGNet(keras.Model):
         self.size_penalty_threshold = float(size_penalty_threshold)
         self.size_penalty_rescaled = bool(size_penalty_rescaled)
         self.glimpse_loss_from = int(glimpse_loss_from)
+        self.global_loss_weights = global_loss_weights
         self.initializer = initializer
         self.attention_bias = bool(attention_bias)
         if rescale_at not in RESCALE_AT:
@@ -381,7 +410,8 @@ class MGNet(keras.Model):
         """Joint loss of eqs. 6-8, plus the optional glimpse-size penalty.
 
         L = alpha * mean_{t >= glimpse_loss_from} CE(glimpse_logits_t)
-            + (1 - alpha) * mean_t CE(logits_t).
+            + (1 - alpha) * mean_t CE(logits_t),
+        the means weighted by `global_loss_weights` where given.
         `y` holds integer class labels (B,).
         """
         if self._compile_loss is not None:
@@ -401,14 +431,26 @@ class MGNet(keras.Model):
 
         global_ce = cross_entropy(y_pred["logits"])
         first = self.glimpse_loss_from - 1
+        weights = (
+            None if self.global_loss_weights is None else self.global_loss_weights[:steps]
+        )
+
+        def mean_over_glimpses(values, weights):  # (B, t) -> (B,)
+            if weights is None:
+                return ops.mean(values, axis=1)
+            weights = ops.convert_to_tensor(weights, "float32")
+            return ops.sum(values * weights, axis=1) / ops.sum(weights)
+
+        global_term = mean_over_glimpses(global_ce, weights)
         if steps > first:
             glimpse_ce = cross_entropy(y_pred["glimpse_logits"][:, first:])
-            per_example = self.alpha * ops.mean(glimpse_ce, axis=1) + (
-                1.0 - self.alpha
-            ) * ops.mean(global_ce, axis=1)
+            glimpse_term = mean_over_glimpses(
+                glimpse_ce, None if weights is None else weights[first:]
+            )
+            per_example = self.alpha * glimpse_term + (1.0 - self.alpha) * global_term
         else:
             # No glimpse the glimpse loss covers (FF-Net with the official form).
-            per_example = ops.mean(global_ce, axis=1)
+            per_example = global_term
         if self.size_penalty > 0 and steps > 1:
             per_example += self.size_penalty * self._size_penalty(
                 y_pred["glimpse_params"][:, :, 0], global_ce[:, -1]
@@ -477,6 +519,11 @@ class MGNet(keras.Model):
                 "size_penalty_threshold": self.size_penalty_threshold,
                 "size_penalty_rescaled": self.size_penalty_rescaled,
                 "glimpse_loss_from": self.glimpse_loss_from,
+                "global_loss_weights": (
+                    None
+                    if self.global_loss_weights is None
+                    else list(self.global_loss_weights)
+                ),
                 "initializer": self.initializer,
                 "attention_bias": self.attention_bias,
                 "rescale_at": self.rescale_at,

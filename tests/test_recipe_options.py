@@ -283,6 +283,40 @@ def test_rescale_at_decides_whether_the_localization_layer_learns_slower(
     assert LocalizationHead.from_config(head.get_config()).rescale_at == rescale_at
 
 
+def test_global_loss_weights_weigh_each_glimpse_of_both_losses():
+    """The official --n_iter_coef: (0, 1, 3) leaves glimpse 1 out of the global loss and
+    weighs glimpse 3 three times glimpse 2 in both losses (the glimpse loss covers
+    glimpses 2..T, the same weights normalized again)."""
+    y_pred, labels = _batch()
+    model = _tiny(3, alpha=0.6, glimpse_loss_from=2, global_loss_weights=(0, 1, 3))
+    ce_global = _ce(y_pred["logits"], labels)
+    ce_glimpse = _ce(y_pred["glimpse_logits"], labels)
+    expected = (
+        0.6 * (ce_glimpse[:, 1] + 3 * ce_glimpse[:, 2]) / 4
+        + 0.4 * (ce_global[:, 1] + 3 * ce_global[:, 2]) / 4
+    ).mean()
+    loss = model.compute_loss(None, labels, {k: tf.constant(v) for k, v in y_pred.items()})
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    # Equal weights are eq. 7's mean, whatever their scale.
+    equal = _tiny(3, alpha=0.6, glimpse_loss_from=2, global_loss_weights=(2, 2, 2))
+    plain = _tiny(3, alpha=0.6, glimpse_loss_from=2)
+    batch = {k: tf.constant(v) for k, v in y_pred.items()}
+    np.testing.assert_allclose(
+        float(equal.compute_loss(None, labels, batch)),
+        float(plain.compute_loss(None, labels, batch)),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "weights", [(1, 1), (1, -1, 1), (0, 0, 0), (1, 0, 0)]
+)
+def test_bad_global_loss_weights_name_the_value(weights):
+    # (1, 0, 0): nothing left for the glimpse loss, which starts at glimpse 2.
+    with pytest.raises(ValueError, match="global_loss_weights"):
+        _tiny(3, glimpse_loss_from=2, global_loss_weights=weights)
+
+
 def test_new_options_survive_a_keras_round_trip(tmp_path):
     options = dict(
         glimpse_loss_from=2,
@@ -294,13 +328,15 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
         size_penalty_rescaled=False,
         mean=[0.1307],
         std=[0.3081],
+        global_loss_weights=[0.0, 1.0, 1.0],
     )
     model = _tiny(3, **options)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     for key, value in options.items():
-        assert getattr(loaded, key) == (tuple(value) if key in ("mean", "std") else value)
+        expected = tuple(value) if key in ("mean", "std", "global_loss_weights") else value
+        assert getattr(loaded, key) == expected
     images = np.random.rand(2, 32, 32, 1).astype("float32")
     np.testing.assert_allclose(
         loaded(images)["logits"].numpy(), model(images)["logits"].numpy(), atol=1e-6

@@ -119,8 +119,10 @@ def test_official_recipe_flags_reach_the_model_and_the_optimizer(
         "--mean=0.1307",
         "--std=0.3081",
         "--size_penalty_mode=confident_last",
+        "--global_loss_weights=0,1",
     )
     config = _config(model_dir)
+    assert config["global_loss_weights"] == [0.0, 1.0]
     assert config["weight_decay_mode"] == "coupled" and config["mean"] == [0.1307]
     model = keras.saving.load_model(str(model_dir / "final.keras"))
     assert (model.glimpse_loss_from, model.initializer, model.attention_bias) == (
@@ -129,6 +131,7 @@ def test_official_recipe_flags_reach_the_model_and_the_optimizer(
         True,
     )
     assert model.size_penalty_mode == "confident_last" and model.std == (0.3081,)
+    assert model.global_loss_weights == (0.0, 1.0)
     assert isinstance(model.optimizer, CoupledSGD)
     assert model.optimizer.coupled_weight_decay == pytest.approx(1e-4)
 
@@ -390,6 +393,8 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--alpha=1.5", "--alpha=1.5"),
         ("--glimpse_loss_from=3", "--glimpse_loss_from=3"),
         ("--mean=abc", "--mean=abc"),
+        ("--global_loss_weights=1,1", "--global_loss_weights=\\[1.0, 1.0\\]"),  # T = 5
+        ("--global_loss_weights=1,x,1,1,1", "--global_loss_weights=1,x"),
         ("--downsample=abc", "--downsample=abc"),
     ],
 )
