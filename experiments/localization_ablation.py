@@ -123,7 +123,12 @@ flags.DEFINE_list(
     [name for name in RUNS if name not in DIVERGED],
     f"Runs to train, of {list(RUNS)}.",
 )
-flags.DEFINE_list("extra_runs", [], "name=flag flag ... runs beyond RUNS (combinations).")
+flags.DEFINE_multi_string(
+    "extra_runs",
+    [],
+    "name=flag flag ...: a run beyond RUNS (a combination); repeat the flag for more "
+    "(a flag value may hold commas, e.g. --global_loss_weights=0,1,1,1,1).",
+)
 flags.DEFINE_integer("epochs", 4, "Training epochs of every run.")
 flags.DEFINE_integer("seed", 0, "Seed of every run.")
 flags.DEFINE_integer("test_examples", 2000, "Test images evaluated per run.")
