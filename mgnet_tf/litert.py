@@ -22,6 +22,7 @@ LiteRT returns NaN, silently, so the function is converted with its variables fr
 image and compared with TensorFlow before the export is kept.
 """
 
+import contextlib
 import json
 import os
 
@@ -33,6 +34,7 @@ from mgnet_tf.export import padded_step
 from mgnet_tf.visualize import glimpse_boxes
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
+SAMPLER_METHOD = "matmul"  # how the files sample glimpses (GlimpseSampler's `method`)
 METADATA = "mgnet_litert.json"
 # A converted float32 file must give TensorFlow's outputs within this.
 TOLERANCE = 1e-4
@@ -159,40 +161,59 @@ def write_files(model, directory, quantize="none"):
         "token_shape": [1, model.num_glimpses, model.feature_dim + 3],
         "quantize": quantize,
         "input_range": [0.0, 1.0],
+        "sampler_method": SAMPLER_METHOD,
         "files": {},
     }
     image = smooth_image(model.image_size, model.channels)
     state = {}
-    for name, (function, specs) in _functions(model).items():
-        concrete = tf.function(function, input_signature=specs).get_concrete_function()
-        path = os.path.join(directory, f"{name}.tflite")
-        with open(path, "wb") as file:
-            file.write(_convert(concrete, model, quantize))
-        outputs = {key: t.name.split(":")[0] for key, t in concrete.structured_outputs.items()}
-        metadata["files"][name] = {
-            "file": f"{name}.tflite",
-            "inputs": [spec.name for spec in specs],
-            "outputs": outputs,
-        }
-        # Check the file against TensorFlow on the same inputs (the step files on
-        # the state the step before returned).
-        inputs = {"images": image, **{k: state[k] for k in ("tokens", "glimpse_params") if len(specs) > 1}}
-        expected = {k: v.numpy() for k, v in concrete(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-        got = run_file(path, metadata["files"][name], inputs)
-        for key, value in got.items():
-            if not np.all(np.isfinite(value)):
-                raise RuntimeError(f"{path}: LiteRT output {key!r} is not finite")
-            error = float(np.max(np.abs(value - expected[key])))
-            if quantize == "none" and error > TOLERANCE:
-                raise RuntimeError(
-                    f"{path}: LiteRT output {key!r} differs from TensorFlow's by {error:.2e} "
-                    f"(more than {TOLERANCE}) on a smooth image"
-                )
-        if name.startswith("mgnet_step_"):
-            state = expected
+    # The sampler as dense products: LiteRT's XNNPACK runs no gather, and the gather
+    # form splits the graph around every glimpse (docs/performance.md).
+    with _sampler_method(model, SAMPLER_METHOD):
+        for name, (function, specs) in _functions(model).items():
+            concrete = tf.function(function, input_signature=specs).get_concrete_function()
+            path = os.path.join(directory, f"{name}.tflite")
+            with open(path, "wb") as file:
+                file.write(_convert(concrete, model, quantize))
+            outputs = {key: t.name.split(":")[0] for key, t in concrete.structured_outputs.items()}
+            metadata["files"][name] = {
+                "file": f"{name}.tflite",
+                "inputs": [spec.name for spec in specs],
+                "outputs": outputs,
+            }
+            # Check the file against TensorFlow on the same inputs (the step files on
+            # the state the step before returned).
+            inputs = {"images": image, **{k: state[k] for k in ("tokens", "glimpse_params") if len(specs) > 1}}
+            expected = {k: v.numpy() for k, v in concrete(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+            got = run_file(path, metadata["files"][name], inputs)
+            for key, value in got.items():
+                if not np.all(np.isfinite(value)):
+                    raise RuntimeError(f"{path}: LiteRT output {key!r} is not finite")
+                error = float(np.max(np.abs(value - expected[key])))
+                if quantize == "none" and error > TOLERANCE:
+                    raise RuntimeError(
+                        f"{path}: LiteRT output {key!r} differs from TensorFlow's by {error:.2e} "
+                        f"(more than {TOLERANCE}) on a smooth image"
+                    )
+            if name.startswith("mgnet_step_"):
+                state = expected
     with open(os.path.join(directory, METADATA), "w") as file:
         json.dump(metadata, file, indent=1)
     return metadata
+
+
+@contextlib.contextmanager
+def _sampler_method(model, method):
+    """`model`'s glimpse sampler computes with `method` while the files are traced
+    (the same values: `mgnet_tf.layers.glimpse_sampler`)."""
+    sampler = getattr(model, "sampler", None)
+    if sampler is None:
+        yield
+        return
+    before, sampler.method = sampler.method, method
+    try:
+        yield
+    finally:
+        sampler.method = before
 
 
 def run_file(path, entry, inputs, threads=None, runner=None):

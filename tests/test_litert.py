@@ -46,6 +46,21 @@ def test_files(exported):
     ]
 
 
+def test_files_sample_with_dense_products_and_the_model_keeps_its_sampler(exported):
+    """No GATHER in the files (XNNPACK runs none, and each one split MGNet's graph
+    around its sampler); the Keras model still samples with gathers afterwards."""
+    import json  # noqa: PLC0415
+
+    model, directory, _ = exported
+    for name in ("mgnet", "mgnet_step_2"):
+        runner = litert.interpreter(str(directory / f"{name}.tflite"))
+        runner.allocate_tensors()
+        ops = {detail["op_name"] for detail in runner._get_ops_details()}
+        assert "BATCH_MATMUL" in ops and not ops & {"GATHER", "GATHER_ND"}, sorted(ops)
+    assert json.loads((directory / "mgnet_litert.json").read_text())["sampler_method"] == "matmul"
+    assert model.sampler.method == "gather"
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_litert_equals_keras_on_smooth_images(exported, seed):
     model, directory, _ = exported

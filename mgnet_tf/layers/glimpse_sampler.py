@@ -64,7 +64,20 @@ def _gather_slices(x, index):
     return ops.take(flat, index + offsets, axis=0)
 
 
-def sample_glimpses(images, glimpse_params, output_size):
+METHODS = ("gather", "matmul")
+
+
+def _interpolation_matrix(centers, input_size, dtype):
+    """(B, n, input_size): row i holds sample i's two bilinear weights (`_axis_taps`)
+    at its two pixels, zeros elsewhere; an out-of-range tap has weight 0."""
+    low, high, low_weight, high_weight = _axis_taps(centers, input_size)
+    matrix = ops.one_hot(low, input_size) * low_weight[..., None] + ops.one_hot(
+        high, input_size
+    ) * high_weight[..., None]
+    return ops.cast(matrix, dtype)
+
+
+def sample_glimpses(images, glimpse_params, output_size, method="gather"):
     """Samples one glimpse per image; the functional form of `GlimpseSampler`.
 
     Args:
@@ -72,10 +85,18 @@ def sample_glimpses(images, glimpse_params, output_size):
         glimpse_params: float tensor (B, 3) of (s, x, y): the affine matrix
             [[s, 0, x], [0, s, y]] in normalized coordinates [-1, 1] (eq. 1).
         output_size: (h, w) of the glimpse.
+        method: "gather" (four corner gathers and a blend: 4 multiply-adds per
+            output value) or "matmul" (the same sums as two batched matrix products
+            with the (h, H) and (w, W) interpolation matrices: H + W multiply-adds
+            per output value, but only dense products, which runtimes without a fast
+            gather, such as LiteRT's XNNPACK, run in one piece). Same values up to
+            float rounding, same gradients.
 
     Returns:
         Tensor (B, h, w, C) of `images.dtype`.
     """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     height, width = images.shape[1], images.shape[2]
     if height is None or width is None:
         raise ValueError(
@@ -92,12 +113,15 @@ def sample_glimpses(images, glimpse_params, output_size):
     # column's only on x. So the four bilinear corners are two row gathers followed by
     # two column gathers (no arithmetic), and the blend costs what bilinear
     # interpolation costs: 4 multiply-adds per output value and channel.
-    y_low, y_high, wy_low, wy_high = _axis_taps(
-        scale * _base_grid(output_size[0])[None, :] + y_center, height
-    )
-    x_low, x_high, wx_low, wx_high = _axis_taps(
-        scale * _base_grid(output_size[1])[None, :] + x_center, width
-    )
+    y_centers = scale * _base_grid(output_size[0])[None, :] + y_center
+    x_centers = scale * _base_grid(output_size[1])[None, :] + x_center
+    if method == "matmul":
+        rows = _interpolation_matrix(y_centers, height, images.dtype)  # (B, h, H)
+        columns = _interpolation_matrix(x_centers, width, images.dtype)  # (B, w, W)
+        picked = ops.einsum("bhy,byxc->bhxc", rows, images)
+        return ops.einsum("bwx,bhxc->bhwc", columns, picked)
+    y_low, y_high, wy_low, wy_high = _axis_taps(y_centers, height)
+    x_low, x_high, wx_low, wx_high = _axis_taps(x_centers, width)
     # A gather copies one slice per index; gathering columns of (B, h, W, C) would
     # copy C values (12 bytes) at a time, slow on CPUs. So the gathered rows are
     # transposed to (B, W, h, C) and columns are gathered as whole (h, C) slices; the
@@ -131,6 +155,8 @@ class GlimpseSampler(keras.layers.Layer):
 
     Args:
         output_size: (height, width) of the glimpse, or one int for a square glimpse.
+        method: "gather" or "matmul", how the bilinear sums are computed
+            (`sample_glimpses`); the same values and gradients.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -143,8 +169,13 @@ class GlimpseSampler(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, output_size, **kwargs):
+    def __init__(self, output_size, method="gather", **kwargs):
         super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ValueError(
+                f"`method` must be one of {METHODS}. Received: method={method!r}"
+            )
+        self.method = method
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
         output_size = tuple(output_size)
@@ -158,12 +189,12 @@ class GlimpseSampler(keras.layers.Layer):
         self.output_size = output_size
 
     def call(self, images, glimpse_params):
-        return sample_glimpses(images, glimpse_params, self.output_size)
+        return sample_glimpses(images, glimpse_params, self.output_size, self.method)
 
     def compute_output_shape(self, images_shape, glimpse_params_shape):
         return (images_shape[0], *self.output_size, images_shape[-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update({"output_size": self.output_size})
+        config.update({"output_size": self.output_size, "method": self.method})
         return config

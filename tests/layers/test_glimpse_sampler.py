@@ -59,11 +59,12 @@ PYTORCH_REFERENCE = os.path.join(
 )
 
 
+@pytest.mark.parametrize("method", ["gather", "matmul"])
 @pytest.mark.parametrize(
     "image_shape, size",
     [((3, 17, 23, 2), (5, 7)), ((2, 64, 64, 3), (32, 32)), ((2, 9, 9, 1), (1, 4))],
 )
-def test_matches_pytorch_values_and_gradients(image_shape, size):
+def test_matches_pytorch_values_and_gradients(image_shape, size, method):
     key = "x".join(map(str, image_shape)) + "_" + "x".join(map(str, size))
     names = ("images", "params", "upstream", "out", "grad_images", "grad_params")
     with np.load(PYTORCH_REFERENCE) as reference:
@@ -73,7 +74,7 @@ def test_matches_pytorch_values_and_gradients(image_shape, size):
     params = case["params"]
     assert np.any(np.abs(params[:, 1:]) + params[:, :1] > 1)
 
-    sampler = GlimpseSampler(size)
+    sampler = GlimpseSampler(size, method=method)
     out = np.asarray(sampler(case["images"], params))
     np.testing.assert_allclose(out, case["out"], atol=1e-5)
     _, (grad_images, grad_params) = value_and_grads(
@@ -123,8 +124,43 @@ def test_shapes_config_and_keras_round_trip(tmp_path):
     np.testing.assert_allclose(
         loaded([images, params]), model([images, params]), atol=0
     )
-    config = GlimpseSampler((8, 6)).get_config()
-    assert GlimpseSampler.from_config(config).output_size == (8, 6)
+    config = GlimpseSampler((8, 6), method="matmul").get_config()
+    restored = GlimpseSampler.from_config(config)
+    assert (restored.output_size, restored.method) == ((8, 6), "matmul")
+
+
+def test_matmul_method_equals_gather_under_xla_at_model_sizes():
+    """The two methods on 112 -> 28 px and 224 -> 96 px glimpses reaching past the
+    border: the same values and parameter gradients, compiled."""
+    rng = np.random.default_rng(0)
+    for shape, size in (((4, 112, 112, 1), 28), ((2, 224, 224, 3), 96)):
+        images = rng.random(shape, dtype=np.float32)
+        params = np.stack(
+            [rng.uniform(0.2, 0.6, shape[0]), rng.uniform(-0.9, 0.9, shape[0]), rng.uniform(-0.9, 0.9, shape[0])], 1
+        ).astype("float32")
+        upstream = rng.standard_normal((shape[0], size, size, shape[-1])).astype("float32")
+        # A pixel position near the far border is a float32 of about H - 1, so compiled
+        # and eager code (fused differently) may place it a few ulps apart; pixel values
+        # are in [0, 1], so the values may differ by that much.
+        atol = 4 * float(np.spacing(np.float32(shape[1])))
+        results = {}
+        for method in ("gather", "matmul"):
+            sampler = GlimpseSampler(size, method=method)
+            results[method] = value_and_grads(
+                lambda images, p: keras.ops.sum(sampler(images, p) * upstream), images, params, jit=True
+            )
+            np.testing.assert_allclose(
+                jit(sampler)(images, params), GlimpseSampler(size)(images, params), atol=atol
+            )
+        (value_g, (gi_g, gp_g)), (value_m, (gi_m, gp_m)) = results["gather"], results["matmul"]
+        np.testing.assert_allclose(value_m, value_g, rtol=1e-5)
+        np.testing.assert_allclose(gi_m, gi_g, atol=atol)
+        np.testing.assert_allclose(gp_m, gp_g, rtol=1e-4, atol=1e-3)
+
+
+def test_bad_method_is_named():
+    with pytest.raises(ValueError, match="method"):
+        GlimpseSampler(8, method="bicubic")
 
 
 @pytest.mark.tensorflow_only  # tf.data runs TensorFlow ops
