@@ -42,7 +42,8 @@ flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes.")
 flags.DEFINE_list(
     "forms",
     ["eager", "function", "xla", "litert"],
-    "Execution forms: eager, function (tf.function; 'tf' too), xla, litert.",
+    "Execution forms: eager, function (tf.function; 'tf' too), xla, litert; "
+    "litert_gather: LiteRT files whose sampler gathers (before 2026-12-01).",
 )
 flags.DEFINE_alias("runtime", "forms")
 flags.DEFINE_integer("litert_threads", os.cpu_count(), "LiteRT (XNNPACK) threads.")
@@ -66,16 +67,23 @@ def _wait(outputs):
     return keras.tree.map_structure(np.asarray, outputs)
 
 
-def _litert_functions(ff_net, mgnet, scratch):
+def _litert_functions(ff_net, mgnet, scratch, sampler_method=None):
     """The LiteRT form: both models exported as the export writes them (each file
-    checked against TensorFlow), and MGNet's backbone alone on a glimpse."""
+    checked against TensorFlow), and MGNet's backbone alone on a glimpse. With
+    `sampler_method` ("gather": the form `litert_gather`) the files sample glimpses
+    that way instead of the export's way, for a side-by-side figure."""
     from mgnet_tf import litert  # noqa: PLC0415
     from mgnet_tf.export import export_litert  # noqa: PLC0415
 
     runners = {}
     for name, model in (("ff", ff_net), ("mgnet", mgnet)):
-        export_litert(model, os.path.join(scratch, name))
-        runners[name] = litert.Runner(os.path.join(scratch, name), FLAGS.litert_threads)
+        directory = os.path.join(scratch, f"{name}_{sampler_method or 'export'}")
+        if sampler_method is None:
+            export_litert(model, directory)
+        else:
+            os.makedirs(directory)
+            litert.write_files(model, directory, sampler_method=sampler_method)
+        runners[name] = litert.Runner(directory, FLAGS.litert_threads)
     glimpse = mgnet.glimpse_size
     spec = tf.TensorSpec((1, glimpse, glimpse, FLAGS.channels), tf.float32, name="glimpses")
     path = os.path.join(scratch, "backbone.tflite")
@@ -119,9 +127,11 @@ def main(argv):
         "latency_ms": {},
     }
     forms = ["function" if form == "tf" else form for form in FLAGS.forms]
-    unknown = sorted(set(forms) - {"eager", "function", "xla", "litert"})
+    unknown = sorted(set(forms) - {"eager", "function", "xla", "litert", "litert_gather"})
     if unknown:
-        raise app.UsageError(f"--forms: unknown {unknown}; expected eager, function (tf), xla, litert")
+        raise app.UsageError(
+            f"--forms: unknown {unknown}; expected eager, function (tf), xla, litert, litert_gather"
+        )
     from mgnet_tf import flops  # noqa: PLC0415
 
     macs = {"ff": flops.mgnet_macs(ff_net)[-1], "mgnet": flops.mgnet_macs(mgnet)[-1]}
@@ -132,14 +142,16 @@ def main(argv):
         images = rng.random((batch, size, size, FLAGS.channels), dtype=np.float32)
         glimpses = rng.random((batch, glimpse, glimpse, FLAGS.channels), dtype=np.float32)
         for form in forms:
-            if form == "litert":
+            if form.startswith("litert"):
                 if keras.backend.backend() != "tensorflow":
-                    print("litert skipped: LiteRT files are converted from TensorFlow graphs")
+                    print(f"{form} skipped: LiteRT files are converted from TensorFlow graphs")
                     continue
                 if batch != 1:
-                    print(f"batch {batch:3d} litert   skipped: the LiteRT files take batch 1")
+                    print(f"batch {batch:3d} {form} skipped: the LiteRT files take batch 1")
                     continue
-                functions, backbone_call = _litert_functions(ff_net, mgnet, scratch)
+                functions, backbone_call = _litert_functions(
+                    ff_net, mgnet, scratch, "gather" if form == "litert_gather" else None
+                )
             else:
                 functions = {
                     "ff": _callable(lambda x: ff_net(x)["logits"], form),
@@ -167,7 +179,7 @@ def main(argv):
             }
             results["latency_ms"][f"batch{batch}_{form}"] = entry
             print(
-                f"batch {batch:3d} {form:8s} FF {entry['ff_ms']:9.2f} ms  MGNet "
+                f"batch {batch:3d} {form:13s} FF {entry['ff_ms']:9.2f} ms  MGNet "
                 f"{entry['mgnet_ms']:9.2f} ms  ratio {entry['ratio']:.3f}  per glimpse "
                 + " ".join(f"{v:.2f}" for v in entry["mgnet_ms_per_glimpse_count"])
                 + f"  outside backbone {100 * entry['outside_backbone_share']:.1f}%"

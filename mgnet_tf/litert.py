@@ -138,8 +138,11 @@ def smooth_image(size, channels, seed=0):
     return np.clip(np.stack(planes, -1)[None], 0.0, 1.0).astype(np.float32)
 
 
-def write_files(model, directory, quantize="none"):
+def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD):
     """Converts every file into `directory` (which must exist) and checks each.
+
+    `sampler_method` is how the files sample glimpses (`GlimpseSampler`'s `method`;
+    the same values): "matmul", which XNNPACK runs whole, or "gather" (for benchmarks).
 
     Returns:
         The metadata dict, also written to `directory/mgnet_litert.json`.
@@ -161,14 +164,14 @@ def write_files(model, directory, quantize="none"):
         "token_shape": [1, model.num_glimpses, model.feature_dim + 3],
         "quantize": quantize,
         "input_range": [0.0, 1.0],
-        "sampler_method": SAMPLER_METHOD,
+        "sampler_method": sampler_method,
         "files": {},
     }
     image = smooth_image(model.image_size, model.channels)
     state = {}
     # The sampler as dense products: LiteRT's XNNPACK runs no gather, and the gather
     # form splits the graph around every glimpse (docs/performance.md).
-    with _sampler_method(model, SAMPLER_METHOD):
+    with _sampler_method(model, sampler_method):
         for name, (function, specs) in _functions(model).items():
             concrete = tf.function(function, input_signature=specs).get_concrete_function()
             path = os.path.join(directory, f"{name}.tflite")

@@ -32,13 +32,18 @@ def _last_json(script, *args):
 
 def test_latency_script():
     report = _last_json(
-        "latency.py", *TINY, "--batch_sizes=1,2", "--repeats=2", "--warmup=1"
+        "latency.py",
+        *TINY,
+        "--batch_sizes=1,2",
+        "--repeats=2",
+        "--warmup=1",
+        "--forms=eager,function,xla,litert,litert_gather",
     )
     assert report["ratio"] == report["mgnet_ms"] / report["ff_ms"]
     # LiteRT files take batch 1: no batch-2 LiteRT figure.
     assert set(report["latency_ms"]) == {
         f"batch{b}_{f}" for b in (1, 2) for f in ("eager", "function", "xla")
-    } | {"batch1_litert"}
+    } | {"batch1_litert", "batch1_litert_gather"}
     litert = report["latency_ms"]["batch1_litert"]
     assert litert["mac_bound_ideal_ms"] == pytest.approx(
         litert["ff_ms"] * report["macs"]["mgnet"] / report["macs"]["ff"]
