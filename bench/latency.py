@@ -43,7 +43,7 @@ flags.DEFINE_list(
     "forms",
     ["eager", "function", "xla", "litert"],
     "Execution forms: eager, function (tf.function; 'tf' too), xla, litert; "
-    "litert_gather: LiteRT files whose sampler gathers (before 2026-12-01).",
+    "litert_matmul: LiteRT files whose sampler is two dense products (no GATHER).",
 )
 flags.DEFINE_alias("runtime", "forms")
 flags.DEFINE_integer("litert_threads", os.cpu_count(), "LiteRT (XNNPACK) threads.")
@@ -70,7 +70,7 @@ def _wait(outputs):
 def _litert_functions(ff_net, mgnet, scratch, sampler_method=None):
     """The LiteRT form: both models exported as the export writes them (each file
     checked against TensorFlow), and MGNet's backbone alone on a glimpse. With
-    `sampler_method` ("gather": the form `litert_gather`) the files sample glimpses
+    `sampler_method` ("matmul": the form `litert_matmul`) the files sample glimpses
     that way instead of the export's way, for a side-by-side figure."""
     from mgnet_tf import litert  # noqa: PLC0415
     from mgnet_tf.export import export_litert  # noqa: PLC0415
@@ -127,10 +127,10 @@ def main(argv):
         "latency_ms": {},
     }
     forms = ["function" if form == "tf" else form for form in FLAGS.forms]
-    unknown = sorted(set(forms) - {"eager", "function", "xla", "litert", "litert_gather"})
+    unknown = sorted(set(forms) - {"eager", "function", "xla", "litert", "litert_matmul"})
     if unknown:
         raise app.UsageError(
-            f"--forms: unknown {unknown}; expected eager, function (tf), xla, litert, litert_gather"
+            f"--forms: unknown {unknown}; expected eager, function (tf), xla, litert, litert_matmul"
         )
     from mgnet_tf import flops  # noqa: PLC0415
 
@@ -150,7 +150,7 @@ def main(argv):
                     print(f"batch {batch:3d} {form} skipped: the LiteRT files take batch 1")
                     continue
                 functions, backbone_call = _litert_functions(
-                    ff_net, mgnet, scratch, "gather" if form == "litert_gather" else None
+                    ff_net, mgnet, scratch, "matmul" if form == "litert_matmul" else None
                 )
             else:
                 functions = {

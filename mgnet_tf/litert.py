@@ -34,7 +34,9 @@ from mgnet_tf.export import padded_step
 from mgnet_tf.visualize import glimpse_boxes
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
-SAMPLER_METHOD = "matmul"  # how the files sample glimpses (GlimpseSampler's `method`)
+# How the files sample glimpses (GlimpseSampler's `method`). "matmul" has no GATHER for
+# XNNPACK to leave out, but measured no faster (docs/performance.md).
+SAMPLER_METHOD = "gather"
 METADATA = "mgnet_litert.json"
 # A converted float32 file must give TensorFlow's outputs within this.
 TOLERANCE = 1e-4
@@ -142,7 +144,8 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
     """Converts every file into `directory` (which must exist) and checks each.
 
     `sampler_method` is how the files sample glimpses (`GlimpseSampler`'s `method`;
-    the same values): "matmul", which XNNPACK runs whole, or "gather" (for benchmarks).
+    the same values): "gather", or "matmul" (dense products only, which XNNPACK runs
+    whole; `bench/latency.py --forms=litert_matmul`).
 
     Returns:
         The metadata dict, also written to `directory/mgnet_litert.json`.
@@ -169,8 +172,6 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
     }
     image = smooth_image(model.image_size, model.channels)
     state = {}
-    # The sampler as dense products: LiteRT's XNNPACK runs no gather, and the gather
-    # form splits the graph around every glimpse (docs/performance.md).
     with _sampler_method(model, sampler_method):
         for name, (function, specs) in _functions(model).items():
             concrete = tf.function(function, input_signature=specs).get_concrete_function()

@@ -37,13 +37,13 @@ def test_latency_script():
         "--batch_sizes=1,2",
         "--repeats=2",
         "--warmup=1",
-        "--forms=eager,function,xla,litert,litert_gather",
+        "--forms=eager,function,xla,litert,litert_matmul",
     )
     assert report["ratio"] == report["mgnet_ms"] / report["ff_ms"]
     # LiteRT files take batch 1: no batch-2 LiteRT figure.
     assert set(report["latency_ms"]) == {
         f"batch{b}_{f}" for b in (1, 2) for f in ("eager", "function", "xla")
-    } | {"batch1_litert", "batch1_litert_gather"}
+    } | {"batch1_litert", "batch1_litert_matmul"}
     litert = report["latency_ms"]["batch1_litert"]
     assert litert["mac_bound_ideal_ms"] == pytest.approx(
         litert["ff_ms"] * report["macs"]["mgnet"] / report["macs"]["ff"]

@@ -46,19 +46,32 @@ def test_files(exported):
     ]
 
 
-def test_files_sample_with_dense_products_and_the_model_keeps_its_sampler(exported):
-    """No GATHER in the files (XNNPACK runs none, and each one split MGNet's graph
-    around its sampler); the Keras model still samples with gathers afterwards."""
+def test_matmul_sampler_files_have_no_gather_and_equal_keras(exported, tmp_path):
+    """`sampler_method="matmul"`: no GATHER in the files (XNNPACK runs none), the same
+    outputs as the Keras model, and the model still samples with gathers afterwards;
+    the export's own files keep the gathers."""
     import json  # noqa: PLC0415
 
     model, directory, _ = exported
-    for name in ("mgnet", "mgnet_step_2"):
-        runner = litert.interpreter(str(directory / f"{name}.tflite"))
+
+    def ops(path):
+        runner = litert.interpreter(str(path))
         runner.allocate_tensors()
-        ops = {detail["op_name"] for detail in runner._get_ops_details()}
-        assert "BATCH_MATMUL" in ops and not ops & {"GATHER", "GATHER_ND"}, sorted(ops)
-    assert json.loads((directory / "mgnet_litert.json").read_text())["sampler_method"] == "matmul"
+        return {detail["op_name"] for detail in runner._get_ops_details()}
+
+    assert "GATHER" in ops(directory / "mgnet.tflite")
+    matmul = tmp_path / "matmul"
+    matmul.mkdir()
+    litert.write_files(model, str(matmul), sampler_method="matmul")
+    for name in ("mgnet", "mgnet_step_2"):
+        assert not ops(matmul / f"{name}.tflite") & {"GATHER", "GATHER_ND"}
+    assert json.loads((matmul / "mgnet_litert.json").read_text())["sampler_method"] == "matmul"
     assert model.sampler.method == "gather"
+    image = litert.smooth_image(40, 1, seed=4)
+    probabilities, boxes = _keras(model, image)
+    out = litert.Runner(str(matmul)).run(image)
+    np.testing.assert_allclose(out["probabilities_per_glimpse"], probabilities, atol=1e-4)
+    np.testing.assert_allclose(out["glimpse_boxes"], boxes, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
