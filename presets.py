@@ -29,7 +29,9 @@ COMMON = {
     # 66.0%, glimpse centre 21-22 px from the item's against 30, IoU 0.19 against 0.11.
     "glimpse_loss_from": 2,
     # (paper) eq. 7's mean over glimpses 1..T; (official code) --n_iter_coef, all 1 by
-    # default: the same. Per-glimpse weights are an option (docs/training.md).
+    # default: the same. (measured) 0,1,1,1,1 on translated Fashion-MNIST, 20 epochs:
+    # no better after 3 glimpses (90.0 against 89.5% on 2,000 test images, 88.7 against
+    # 89.0 on validation), glimpse 1 at 58 instead of 72% (docs/results.md).
     "global_loss_weights": None,
     "initializer": "keras",  # Keras' defaults; official: "torch"
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
