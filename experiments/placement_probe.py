@@ -72,18 +72,21 @@ def define_flags():
     )
 
 
-def box_params(boxes, scale, image_size=CANVAS):
-    """(N, 2) window centres (x, y) in the sampler's [-1, 1] units of each box's centre.
-
-    `boxes` are (top, left, bottom, right) pixels (`mgnet_tf.localization`); the inverse
-    of `localization.glimpse_boxes`, so a window of any `scale` there has the box's centre.
-    """
+def centres_px(boxes):
+    """(N, 2) (row, column) pixel centres of (top, left, bottom, right) boxes."""
     import numpy as np  # noqa: PLC0415
 
     boxes = np.asarray(boxes, np.float64)
-    centre_px = np.stack([(boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2], -1)
-    del scale  # the centre does not depend on the window's size
-    return (centre_px - 0.5) / (image_size - 1) * 2.0 - 1.0
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
+
+
+def box_params(boxes, image_size=CANVAS):
+    """(N, 2) window centres (x, y) in the sampler's [-1, 1] units of each box's centre.
+
+    `boxes` are (top, left, bottom, right) pixels (`mgnet_tf.localization`); the inverse
+    of `localization.glimpse_boxes`, so a window of any size there has the box's centre.
+    """
+    return (centres_px(boxes)[:, ::-1] - 0.5) / (image_size - 1) * 2.0 - 1.0
 
 
 def make_runner(model):
@@ -128,7 +131,7 @@ def probe(model, dataset, boxes, seed):
     from mgnet_tf import localization  # noqa: PLC0415
 
     run = make_runner(model)
-    centres = box_params(boxes, None)
+    centres = box_params(boxes)
     results = {}
     for name, (description, scale, error_px) in CONDITIONS.items():
         rng = np.random.default_rng(seed)
@@ -175,9 +178,7 @@ def error_structure(params, boxes, labels, correct, step=2, bins=(0, 4, 8, 14, 1
     from mgnet_tf import localization  # noqa: PLC0415
 
     windows = localization.glimpse_boxes(params[:, step], CANVAS)
-    window_centre = np.stack([(windows[:, 0] + windows[:, 2]) / 2, (windows[:, 1] + windows[:, 3]) / 2], -1)
-    box_centre = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1)
-    error = window_centre - box_centre
+    error = centres_px(windows) - centres_px(boxes)
     distance = np.hypot(error[:, 0], error[:, 1])
     by_error = []
     for low, high in zip(bins[:-1], bins[1:]):

@@ -209,10 +209,7 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
 def _sampler_method(model, method):
     """`model`'s glimpse sampler computes with `method` while the files are traced
     (the same values: `mgnet_tf.layers.glimpse_sampler`)."""
-    sampler = getattr(model, "sampler", None)
-    if sampler is None:
-        yield
-        return
+    sampler = model.sampler
     before, sampler.method = sampler.method, method
     try:
         yield

@@ -153,14 +153,14 @@ def test_probe_box_params_centre_the_window_on_the_box():
     rng = np.random.default_rng(3)
     top_left = rng.uniform(0, 84, (50, 2))
     boxes = np.concatenate([top_left, top_left + 28], axis=1)  # (top, left, bottom, right)
-    centres = probe.box_params(boxes, 0.25)
+    centres = probe.box_params(boxes)
     for scale in (0.25, 0.4):
         params = np.concatenate([np.full((50, 1), scale), centres], axis=1)
         windows = localization.glimpse_boxes(params, 112)
         np.testing.assert_allclose(localization.center_distance(windows, boxes), 0.0, atol=1e-9)
     # A box at the canvas's middle pixel centre (55.5 + 0.5 in glimpse_boxes' pixel
     # convention, the centre of 112 px) is x = y = 0.
-    np.testing.assert_allclose(probe.box_params([[42.0, 42.0, 70.0, 70.0]], 0.25), [[0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(probe.box_params([[42.0, 42.0, 70.0, 70.0]]), [[0.0, 0.0]], atol=1e-12)
 
 
 def test_probe_runner_replays_the_model_and_replaces_only_later_glimpses():

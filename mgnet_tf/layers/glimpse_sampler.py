@@ -67,6 +67,11 @@ def _gather_slices(x, index):
 METHODS = ("gather", "matmul")
 
 
+def _check_method(method):
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+
+
 def _interpolation_matrix(centers, input_size, dtype):
     """(B, n, input_size): row i holds sample i's two bilinear weights (`_axis_taps`)
     at its two pixels, zeros elsewhere; an out-of-range tap has weight 0."""
@@ -95,8 +100,7 @@ def sample_glimpses(images, glimpse_params, output_size, method="gather"):
     Returns:
         Tensor (B, h, w, C) of `images.dtype`.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    _check_method(method)
     height, width = images.shape[1], images.shape[2]
     if height is None or width is None:
         raise ValueError(
@@ -171,10 +175,7 @@ class GlimpseSampler(keras.layers.Layer):
 
     def __init__(self, output_size, method="gather", **kwargs):
         super().__init__(**kwargs)
-        if method not in METHODS:
-            raise ValueError(
-                f"`method` must be one of {METHODS}. Received: method={method!r}"
-            )
+        _check_method(method)
         self.method = method
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
