@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 import pipelines  # noqa: E402
 import presets  # noqa: E402
-from mgnet_tf import MGNet, backbones  # noqa: E402
+from mgnet_tf import MGNet, backbones, files  # noqa: E402
 from training import checkpoints, strategies  # noqa: E402
 from training.callbacks import (  # noqa: E402
     GlimpseImages,
@@ -138,6 +138,12 @@ flags.DEFINE_enum(
     "augment", None, pipelines.augment.POLICIES, f"Augmentation policy ({_PRESET})."
 )
 flags.DEFINE_integer("seed", 0, "Random seed for weights, shuffling and augmentation.")
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "A .keras model (e.g. a finished run's final.keras) whose weights a new run "
+    "starts from instead of random ones; the optimizer and the schedule start afresh.",
+)
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
 flags.DEFINE_integer("validation_steps", None, "Validation steps (default: one pass).")
 flags.DEFINE_enum(
@@ -236,6 +242,7 @@ def resolve_config():
         mixed_precision=FLAGS.mixed_precision,
         jit_compile=FLAGS.jit_compile,
         deterministic=FLAGS.deterministic,
+        init_from=FLAGS.init_from,
     )
     _validate(config)
     return config
@@ -287,6 +294,11 @@ def _validate(config):
             raise app.UsageError(
                 f"--{name}={config[name]} is invalid; expected {expected}"
             )
+    if config["init_from"] and not tf.io.gfile.exists(config["init_from"]):
+        raise app.UsageError(
+            f"--init_from={config['init_from']} does not exist; expected a .keras "
+            "file, e.g. a finished run's final.keras"
+        )
 
 
 # What a run writes in --model_dir (train.py's and Keras' files).
@@ -471,6 +483,9 @@ def main(argv):
         config, strategy, initial_epoch * steps_per_epoch, skipped
     )
     model = _compiled_model(config, strategy, steps_per_epoch)
+    if state == "new" and config["init_from"]:
+        # A resumed run gets its weights from the backup instead.
+        initialize_from(model, config["init_from"])
     # One write of the run's config.json, with the model's own arguments under one
     # key: MGNet.from_config(config["model"]).
     checkpoints.write_json(
@@ -496,6 +511,35 @@ def main(argv):
         return
     logging.info("Saved %s", os.path.join(model_dir, "final.keras"))
     _export(model, model_dir)
+
+
+def initialize_from(model, path):
+    """--init_from: copies the weights of the model saved in `path` into `model`.
+
+    Raises:
+        app.UsageError: `path` cannot be loaded, or its model has other weights (the
+            settings that differ are named).
+    """
+    try:
+        source = files.load_model(path)
+    except files.ModelFileError as error:
+        raise app.UsageError(f"--init_from={path}: {error}") from None
+    have = [(w.path, tuple(w.shape)) for w in source.weights]
+    want = [(w.path, tuple(w.shape)) for w in model.weights]
+    if [shape for _, shape in have] != [shape for _, shape in want]:
+        theirs, ours = source.get_config(), model.get_config()
+        differ = sorted(
+            k for k in ours if k not in ("name", "dtype") and theirs.get(k) != ours[k]
+        )
+        details = ", ".join(f"{k}={theirs.get(k)!r} (this run: {ours[k]!r})" for k in differ)
+        raise app.UsageError(
+            f"--init_from={path} holds a model with other weights than this run's "
+            f"({len(have)} arrays against {len(want)}"
+            + (f"; it was built with {details}" if details else "")
+            + "); expected a model of the same backbone, glimpse size and classes"
+        )
+    model.set_weights(source.get_weights())
+    logging.info("Started from the weights of %s", path)
 
 
 def _steps_per_epoch(config):

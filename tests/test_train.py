@@ -4,6 +4,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 from absl import app, flags
 
@@ -264,6 +265,53 @@ def test_finished_run_is_not_overwritten_without_asking(run_train, tmp_path, idx
     assert len(list((model_dir / "logs" / "train").glob("events.out.tfevents.*"))) == 1
     assert not (model_dir / "notes.txt").exists()
     assert _epochs(model_dir) == [1]
+
+
+def test_init_from_starts_a_new_run_from_a_saved_models_weights(
+    run_train, tmp_path, idx_dir
+):
+    first, second = tmp_path / "first", tmp_path / "second"
+    data = ("--dataset=translated_mnist", f"--data_dir={idx_dir}", "--glimpses=2")
+    run_train(*data, *_quick(first))
+    trained = checkpoints.load_model(str(first / "final.keras"))
+    # Another seed (other random weights) and a zero learning rate: whatever the
+    # second run ends with, its trainable weights came from the first run's file.
+    run_train(
+        *data,
+        *_quick(second),
+        "--seed=3",
+        "--learning_rate=0",
+        f"--init_from={first / 'final.keras'}",
+    )
+    assert _config(second)["init_from"] == str(first / "final.keras")
+    started = checkpoints.load_model(str(second / "final.keras"))
+    fresh = train.build_model({**_config(second), "seed": 3}, 10, 1)
+    pairs = list(zip(trained.trainable_weights, started.trainable_weights))
+    assert len(pairs) == len(fresh.trainable_weights) > 10
+    for theirs, ours in pairs:
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    # The seed's own random start is another one: the copy was not a no-op.
+    assert any(
+        not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(trained.trainable_weights, fresh.trainable_weights)
+    )
+
+
+def test_init_from_a_missing_or_other_model_names_the_flag(run_train, tmp_path, idx_dir):
+    data = ("--dataset=translated_mnist", f"--data_dir={idx_dir}")
+    with pytest.raises(app.UsageError, match=r"--init_from=.*nowhere.keras does not exist"):
+        run_train(*data, *_quick(tmp_path / "a"), f"--init_from={tmp_path / 'nowhere.keras'}")
+    # FF-Net (one glimpse, no localization network) cannot start MGNet.
+    run_train(*data, *_quick(tmp_path / "ff"), "--glimpses=1", "--downsample=1")
+    with pytest.raises(
+        app.UsageError, match=r"other weights than this run's.*num_glimpses=1 \(this run: 2\)"
+    ):
+        run_train(
+            *data,
+            *_quick(tmp_path / "mgnet"),
+            "--glimpses=2",
+            f"--init_from={tmp_path / 'ff' / 'final.keras'}",
+        )
 
 
 def test_resume_with_other_settings_is_refused(run_train, tmp_path, idx_dir):
