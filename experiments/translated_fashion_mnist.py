@@ -28,6 +28,9 @@ training run (config, metrics, model without optimizer: under 1 MB) and each rep
 also kept in --store_dir (experiments/results/translated_fashion_mnist), which is
 meant to be committed: the study takes longer than one working session, and a later
 invocation on another machine restores what is stored instead of training it again.
+A run still training is kept too, from its last finished epoch, with
+--store_unfinished (run it beside the study before a session ends, then commit the
+store); the study on another machine resumes that run from there.
 """
 
 import json
@@ -82,6 +85,13 @@ flags.DEFINE_list(
     "Train (or restore) only these runs, store them and stop: a session too short for "
     "the whole study trains what fits (MGNet trains about 3x faster than FF-Net).",
 )
+flags.DEFINE_bool(
+    "store_unfinished",
+    False,
+    "Keep each unfinished training run's resume state (its last finished epoch) in "
+    "--store_dir/<run>/unfinished and stop: commit it before a session ends, and the "
+    "study on any machine resumes the run from that epoch.",
+)
 flags.DEFINE_integer("attack_examples", 500, "Test images attacked per model.")
 flags.DEFINE_integer("corruption_examples", 500, "Test images per corruption/severity.")
 flags.DEFINE_list("pgd_steps", "1,2,3,5,7,10,15,20", "PGD step counts.")
@@ -113,6 +123,14 @@ MODELS = {
     "mgnet_noise": {"label": "MGNet", "flags": ["--noise_std=0.3"]},
 }
 STORED_FILES = ("config.json", "metrics.csv", "final.keras")
+# What train.py resumes an interrupted run from (docs/training.md).
+RESUME_FILES = (
+    "config.json",
+    "metrics.csv",
+    os.path.join("backup", "latest.weights.h5"),
+    os.path.join("backup", "training_metadata.json"),
+)
+UNFINISHED = "unfinished"
 
 
 def runs():
@@ -151,6 +169,16 @@ def train(name, timings):
         for f in STORED_FILES:
             shutil.copyfile(os.path.join(stored, f), os.path.join(model_dir, f))
         log(f"train {name}: restored from {stored}")
+    unfinished = os.path.join(stored, UNFINISHED)
+    if (
+        not os.path.exists(os.path.join(model_dir, "final.keras"))
+        and not os.path.exists(os.path.join(model_dir, "backup"))
+        and os.path.exists(unfinished)
+    ):
+        for f in RESUME_FILES:
+            os.makedirs(os.path.dirname(os.path.join(model_dir, f)), exist_ok=True)
+            shutil.copyfile(os.path.join(unfinished, f), os.path.join(model_dir, f))
+        log(f"train {name}: resumes after epoch {_epoch(model_dir)}, restored from {unfinished}")
     if os.path.exists(os.path.join(model_dir, "final.keras")):
         log(f"train {name}: {model_dir}/final.keras exists, kept")
         timings[f"train {name}"] = None
@@ -177,7 +205,50 @@ def store_run(name, model_dir):
     for f in ("config.json", "metrics.csv"):
         shutil.copyfile(os.path.join(model_dir, f), os.path.join(stored, f))
     without_optimizer(os.path.join(model_dir, "final.keras"), os.path.join(stored, "final.keras"))
+    shutil.rmtree(os.path.join(stored, UNFINISHED), ignore_errors=True)
     log(f"stored {name} in {stored}; commit it to keep it across machines")
+
+
+def _epoch(model_dir):
+    """The last epoch backed up in `model_dir` (None without a backup)."""
+    path = os.path.join(model_dir, "backup", "training_metadata.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return int(json.load(file)["epoch"])
+
+
+def store_unfinished():
+    """--store_unfinished: copies the resume state of each run that is backed up
+    but not finished into --store_dir/<run>/unfinished (replacing an older one).
+    Safe beside the training run: the copy is retried if an epoch ends during it."""
+    kept = []
+    for name in runs():
+        model_dir = os.path.join(FLAGS.output_dir, name)
+        epoch = _epoch(model_dir)
+        if epoch is None or os.path.exists(os.path.join(model_dir, "final.keras")):
+            continue
+        target = os.path.join(FLAGS.store_dir, name, UNFINISHED)
+        partial = target + ".partial"
+        for _ in range(3):
+            shutil.rmtree(partial, ignore_errors=True)
+            for f in RESUME_FILES:
+                os.makedirs(os.path.dirname(os.path.join(partial, f)), exist_ok=True)
+                shutil.copyfile(os.path.join(model_dir, f), os.path.join(partial, f))
+            # No epoch ended during the copy (train.py writes the weights, then the
+            # record; at worst the copy has the next epoch's weights, as a kill
+            # between the two writes leaves them, and that epoch runs again).
+            if _epoch(partial) == epoch == _epoch(model_dir):
+                break
+            epoch = _epoch(model_dir)
+        else:
+            raise RuntimeError(f"{model_dir}: its backup kept changing while copied")
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(partial, target)
+        kept.append(name)
+        log(f"stored {name} after epoch {_epoch(target)} in {target}; commit it to resume it on any machine")
+    if not kept:
+        log(f"no unfinished run in {FLAGS.output_dir}")
 
 
 def evaluate(name, model_dir, report, args, timings):
@@ -553,13 +624,17 @@ def main(argv):
         FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
         FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
         FLAGS.store_dir = os.path.join(FLAGS.output_dir, "store")
-        FLAGS.epochs = 1
+        if not FLAGS["epochs"].present:
+            FLAGS.epochs = 1
         FLAGS.attack_examples = FLAGS.corruption_examples = 16
     if FLAGS.overwrite and os.path.exists(FLAGS.output_dir):
         shutil.rmtree(FLAGS.output_dir)
     start = time.time()
     revision = commit()  # the code that ran, before anything is written
     timings = {}
+    if FLAGS.store_unfinished:
+        store_unfinished()
+        return
     if FLAGS.train_only:
         unknown = sorted(set(FLAGS.train_only) - set(runs()))
         if unknown:

@@ -68,6 +68,42 @@ def test_study_script_quick_run(tmp_path, idx_dir):
     assert "train ff: restored from" in third.stdout
 
 
+def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_dir):
+    """--store_unfinished keeps a run's last finished epoch in the store; on a machine
+    that has only the store, the study resumes the run from there."""
+    study = [
+        sys.executable, "experiments/translated_fashion_mnist.py", "--quick",
+        f"--data_dir={idx_dir}", f"--output_dir={tmp_path / 'study'}",
+    ]
+    train = [*study, "--epochs=2", "--train_only=mgnet"]
+    env = {**os.environ, "MGNET_KILL_AT": "csv_row@2"}  # killed in epoch 2
+    killed = subprocess.run(train, cwd=REPO, capture_output=True, text=True, env=env)
+    assert killed.returncode != 0
+    quick = tmp_path / "study-quick"
+    assert not (quick / "store" / "mgnet").exists()  # nothing finished yet
+    kept = subprocess.run(
+        [*study, "--store_unfinished"], cwd=REPO, capture_output=True, text=True
+    )
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    unfinished = quick / "store" / "mgnet" / "unfinished"
+    assert "stored mgnet after epoch 1" in kept.stdout
+    assert json.loads((unfinished / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    assert (unfinished / "backup" / "latest.weights.h5").read_bytes() == (
+        quick / "mgnet" / "backup" / "latest.weights.h5"
+    ).read_bytes()
+    import shutil  # noqa: PLC0415
+
+    shutil.rmtree(quick / "mgnet")  # a new machine: only the store has the run
+    resumed = subprocess.run(train, cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "train mgnet: resumes after epoch 1" in resumed.stdout
+    with open(quick / "mgnet" / "metrics.csv") as file:
+        assert [row.split(",")[0] for row in file.read().splitlines()[1:]] == ["1", "2"]
+    # Finished: the model is stored and the resume state is gone from the store.
+    assert (quick / "store" / "mgnet" / "final.keras").exists()
+    assert not unfinished.exists()
+
+
 @pytest.mark.parametrize(
     "path",
     [
