@@ -226,6 +226,20 @@ def test_probe_runner_replays_the_model_and_replaces_only_later_glimpses():
     assert not np.allclose(logits_centre.numpy()[:, 1:], expected["logits"].numpy()[:, 1:], atol=1e-4)
 
 
+def test_probe_offset_readout_recovers_a_linear_code_and_not_noise():
+    probe = _probe()
+    rng = np.random.default_rng(0)
+    offsets = rng.uniform(-10, 10, (400, 2))
+    mixing = rng.standard_normal((2, 16))
+    coded = offsets @ mixing + 0.01 * rng.standard_normal((400, 16)) + 3.0
+    readout = probe.offset_readout(coded, offsets, 300)
+    np.testing.assert_allclose(readout, offsets[300:], atol=0.05)
+    # Features that know nothing of the offset: no better than its spread (5.8 px).
+    noise = rng.standard_normal((400, 16))
+    residual = offsets[300:] - probe.offset_readout(noise, offsets, 300)
+    assert np.sqrt(np.mean(residual**2)) > 5.0
+
+
 def test_probe_command_stores_its_figures(tmp_path, idx_dir):
     """The script on an untrained 112 px MGNet: every condition stored, the table written
     between its markers, the rest of the results file kept."""
@@ -256,8 +270,12 @@ def test_probe_command_stores_its_figures(tmp_path, idx_dir):
     np.testing.assert_allclose(
         stored["conditions"]["box_s0.25"]["median_center_error_px"][1:], 0.0, atol=1e-6
     )
+    refined = stored["refinement"]
+    assert refined["fitted_images"] == 9 and refined["held_out_images"] == 3
+    assert 0 < refined["median_error_glimpse2_px"] <= 10 * 2**0.5
     text = results.read_text()
     assert "kept" in text and "old" not in text and "the model's own glimpses" in text
+    assert "linear readout" in text
     bad = subprocess.run(
         [sys.executable, "experiments/placement_probe.py", f"--model={tmp_path / 'none.keras'}"],
         cwd=REPO, capture_output=True, text=True,
