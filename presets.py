@@ -36,6 +36,7 @@ COMMON = {
     "initializer": "keras",  # Keras' defaults; official: "torch"
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
     "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid
+    "placement": "absolute",  # (paper, official code) eq. 4: the centre in the image
     "size_penalty_rescaled": True,  # (paper, official code) one autograd graph
     "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
     "std": None,

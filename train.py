@@ -115,6 +115,14 @@ flags.DEFINE_enum(
     "Where eq. 5's gradient re-scaling sits: after the localization sigmoid (output: "
     f"the paper, the official code) or before its Dense layer (input) ({_PRESET}).",
 )
+flags.DEFINE_enum(
+    "placement",
+    None,
+    ["absolute", "relative"],
+    "Where the localization network puts a glimpse's centre: anywhere in the image "
+    "(absolute: eq. 4, the official code) or as a move from the glimpse just taken "
+    f"(relative) ({_PRESET}).",
+)
 flags.DEFINE_list(
     "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
 )
@@ -196,6 +204,7 @@ _PRESET_FLAGS = (
     "initializer",
     "attention_bias",
     "rescale_at",
+    "placement",
     "size_penalty_rescaled",
     "mean",
     "std",

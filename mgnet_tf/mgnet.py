@@ -8,7 +8,7 @@ from keras import ops
 
 from mgnet_tf import backbones
 from mgnet_tf.layers import FeatureFusion, GlimpseSampler, LocalizationHead
-from mgnet_tf.layers.localization_head import RESCALE_AT
+from mgnet_tf.layers.localization_head import PLACEMENTS, RESCALE_AT
 
 # ImageNet statistics, the convention of torchvision and the paper's code.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,6 +94,10 @@ class MGNet(keras.Model):
             the sigmoid, so the localization layer learns `grad_scale` times slower)
             or "input" (it precedes the localization layer: only the gradient into
             the fused feature, the fusion and the backbone is re-scaled).
+        placement: "absolute" (eq. 4, the official code: the localization network
+            gives each glimpse's centre in the image) or "relative" (the centre of the
+            glimpse just taken plus a move of up to its half side; see
+            `LocalizationHead`).
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -146,6 +150,7 @@ class MGNet(keras.Model):
         initializer="keras",
         attention_bias=False,
         rescale_at="output",
+        placement="absolute",
         crop_fraction=None,
         **kwargs,
     ):
@@ -242,6 +247,11 @@ class MGNet(keras.Model):
                 f"`rescale_at` must be one of {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
             )
         self.rescale_at = rescale_at
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"`placement` must be one of {PLACEMENTS}. Received: placement={placement!r}"
+            )
+        self.placement = placement
         if crop_fraction is not None and not 0.0 < crop_fraction <= 1.0:
             raise ValueError(
                 "`crop_fraction` must be None or in (0, 1]. Received: "
@@ -295,6 +305,7 @@ class MGNet(keras.Model):
                 scale_max,
                 kernel_initializer=kernel,
                 rescale_at=rescale_at,
+                placement=placement,
                 name="localization",
             )
             if num_glimpses > 1
@@ -348,7 +359,7 @@ class MGNet(keras.Model):
             glimpse_logits.append(out["glimpse_logits"])
             glimpse_params.append(params)
             if step + 1 < steps:
-                params = self.localization(out["fused"])
+                params = self.localization(out["fused"], params)
         return {
             "logits": ops.stack(logits, axis=1),
             "glimpse_logits": ops.stack(glimpse_logits, axis=1),
@@ -378,7 +389,7 @@ class MGNet(keras.Model):
             dict of `logits` (B, num_classes), the global classifier after this
             glimpse; `glimpse_logits` (B, num_classes); `tokens` (B, t, feature_dim + 3);
             `fused` (B, feature_dim + 3), the global feature F_t, from which
-            `self.localization` gives glimpse t + 1's (s, x, y) (t < T).
+            `self.localization(fused, params)` gives glimpse t + 1's (s, x, y) (t < T).
         """
         if tokens is None and self.glimpse_size == self.image_size:
             glimpse = images  # the identity at full size: sampling would copy it
@@ -527,6 +538,7 @@ class MGNet(keras.Model):
                 "initializer": self.initializer,
                 "attention_bias": self.attention_bias,
                 "rescale_at": self.rescale_at,
+                "placement": self.placement,
                 "crop_fraction": self.crop_fraction,
             }
         )

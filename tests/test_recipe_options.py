@@ -283,6 +283,72 @@ def test_rescale_at_decides_whether_the_localization_layer_learns_slower(
     assert LocalizationHead.from_config(head.get_config()).rescale_at == rescale_at
 
 
+def test_relative_placement_moves_the_glimpse_just_taken_by_up_to_its_half_side():
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(size=(4, 7)).astype("float32"))
+    previous = tf.constant(
+        [[0.25, 0.1, -0.2], [0.25, 0.7, 0.7], [1.0, 0.0, 0.0], [0.3, -0.5, 0.4]], tf.float32
+    )
+    head = LocalizationHead(grad_scale=0.05, placement="relative")
+    absolute = LocalizationHead(grad_scale=0.05)
+    head(features, previous)
+    absolute(features)
+    absolute.set_weights(head.get_weights())
+    raw = tf.sigmoid(head.dense(features)).numpy()
+    out = head(features, previous).numpy()
+    scale = raw[:, :1] * 0.3 + 0.2
+    np.testing.assert_allclose(out[:, :1], scale, rtol=1e-6)  # s as in eq. 4
+    move = 2 * raw[:, 1:] - 1
+    limit = 1 - scale
+    expected = np.clip(previous.numpy()[:, 1:] + move * previous.numpy()[:, :1], -limit, limit)
+    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-5, atol=1e-6)
+    # Example 2 (at 0.7, 0.7) is clipped so that its window stays inside the image.
+    assert np.all(np.abs(out[:, 1:]) <= limit + 1e-6)
+    # From glimpse 1 (the whole image, s = 1 at the centre) the move is eq. 4's centre
+    # before its (1 - s) squeeze: the same point where eq. 4 does not clip.
+    np.testing.assert_allclose(
+        out[2, 1:], np.clip(move[2], -limit[2], limit[2]), rtol=1e-5, atol=1e-6
+    )
+    # A zero output of the Dense layer keeps the glimpse where it is.
+    still = LocalizationHead(placement="relative", kernel_initializer="zeros")
+    np.testing.assert_allclose(still(features, previous).numpy()[[0, 3], 1:], previous.numpy()[[0, 3], 1:], atol=1e-7)
+    # No gradient into the previous glimpse's parameters; the layer's own are re-scaled.
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(previous)
+        loss = tf.reduce_sum(head(features, previous)[:, 1:])
+    assert tape.gradient(loss, previous) is None
+    assert tape.gradient(loss, head.dense.kernel) is not None
+    assert LocalizationHead.from_config(head.get_config()).placement == "relative"
+    with pytest.raises(ValueError, match="previous"):
+        head(features)
+    with pytest.raises(ValueError, match="placement"):
+        LocalizationHead(placement="both")
+
+
+def test_relative_placement_in_the_model_follows_the_glimpse_before():
+    """MGNet(placement='relative') feeds each glimpse's (s, x, y) to the next step: with
+    a localization layer that always says "move right and up by 0.46 of the half
+    side", the glimpses walk from the centre until the image's edge stops them, where
+    eq. 4 puts every glimpse at one point."""
+    images = np.random.default_rng(1).random((2, 32, 32, 1)).astype("float32")
+    move = 2 * (1 / (1 + np.exp(-1.0))) - 1  # sigmoid(1) -> 0.462
+    walks = {}
+    for placement in ("relative", "absolute"):
+        model = _tiny(4, placement=placement)
+        kernel, _ = model.localization.dense.get_weights()
+        model.localization.dense.set_weights([np.zeros_like(kernel), np.array([0.0, 1.0, -1.0], "float32")])
+        walks[placement] = model(images)["glimpse_params"].numpy()
+    s = 0.35  # sigmoid(0) between a_min = 0.2 and a_max = 0.5
+    x = [0.0, move, min(move + s * move, 1 - s), min(move + 2 * s * move, 1 - s)]
+    np.testing.assert_allclose(walks["relative"][:, :, 1], [x, x], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(walks["relative"][:, :, 2], [[-v for v in x]] * 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(walks["absolute"][:, 1:, 1], move * (1 - s), rtol=1e-5)
+    loaded = MGNet.from_config(_tiny(3, placement="relative").get_config())
+    assert loaded.placement == "relative" and loaded.localization.placement == "relative"
+    with pytest.raises(ValueError, match="placement"):
+        _tiny(3, placement="both")
+
+
 def test_global_loss_weights_weigh_each_glimpse_of_both_losses():
     """The official --n_iter_coef: (0, 1, 3) leaves glimpse 1 out of the global loss and
     weighs glimpse 3 three times glimpse 2 in both losses (the glimpse loss covers
@@ -325,6 +391,7 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
         initializer="torch",
         attention_bias=True,
         rescale_at="input",
+        placement="relative",
         size_penalty_rescaled=False,
         mean=[0.1307],
         std=[0.3081],

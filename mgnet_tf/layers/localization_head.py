@@ -6,6 +6,7 @@ from keras import ops
 from mgnet_tf.layers.gradient_rescale import GradientRescale
 
 RESCALE_AT = ("output", "input")
+PLACEMENTS = ("absolute", "relative")
 
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")
@@ -28,6 +29,13 @@ class LocalizationHead(keras.layers.Layer):
             learns `grad_scale` times slower. "input": on the fused feature going
             in, so the backbone and the fusion get `grad_scale` times the
             localization gradient while the Dense(3) layer learns at the full rate.
+        placement: how the centre is given. "absolute" (eq. 4, the official code):
+            (x, y) = (2 sigma_xy - 1)(1 - s) anywhere in the image. "relative" (ours):
+            the centre of the glimpse just taken moved by (2 sigma_xy - 1) times its
+            half side s_t, clipped to [s - 1, 1 - s]: a zero output keeps the glimpse
+            where it is, so a later glimpse refines the one before. From glimpse 1
+            (the whole image) both reach the whole image. Its call takes `previous`,
+            the (s, x, y) of the glimpse just taken (no gradient flows into it).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -45,9 +53,15 @@ class LocalizationHead(keras.layers.Layer):
         scale_max=0.5,
         kernel_initializer="glorot_uniform",
         rescale_at="output",
+        placement="absolute",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"Expected placement in {PLACEMENTS}. Received: placement={placement!r}"
+            )
+        self.placement = placement
         if rescale_at not in RESCALE_AT:
             raise ValueError(
                 f"Expected rescale_at in {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
@@ -70,14 +84,25 @@ class LocalizationHead(keras.layers.Layer):
     def build(self, features_shape):
         self.dense.build(features_shape)
 
-    def call(self, features):
+    def call(self, features, previous=None):
         if self.rescale_at == "input":
             raw = ops.sigmoid(self.dense(self.rescale(features)))
         else:
             raw = self.rescale(ops.sigmoid(self.dense(features)))
         scale = raw[:, 0:1] * (self.scale_max - self.scale_min) + self.scale_min
-        offset = (2.0 * raw[:, 1:3] - 1.0) * (1.0 - scale)
-        return ops.concatenate([scale, offset], axis=-1)
+        move = 2.0 * raw[:, 1:3] - 1.0
+        if self.placement == "absolute":
+            centre = move * (1.0 - scale)
+        else:
+            if previous is None:
+                raise ValueError(
+                    "LocalizationHead(placement='relative') needs `previous`, the "
+                    "(s, x, y) of the glimpse just taken"
+                )
+            previous = ops.stop_gradient(ops.cast(previous, scale.dtype))
+            limit = 1.0 - scale
+            centre = ops.clip(previous[:, 1:3] + move * previous[:, 0:1], -limit, limit)
+        return ops.concatenate([scale, centre], axis=-1)
 
     def compute_output_shape(self, features_shape):
         return (features_shape[0], 3)
@@ -90,6 +115,7 @@ class LocalizationHead(keras.layers.Layer):
                 "scale_min": self.scale_min,
                 "scale_max": self.scale_max,
                 "rescale_at": self.rescale_at,
+                "placement": self.placement,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
