@@ -49,3 +49,19 @@ def test_gradient_rescaled_by_grad_scale():
 def test_bad_scale_range_is_named():
     with pytest.raises(ValueError, match="scale_min"):
         LocalizationHead(scale_min=0.6, scale_max=0.5)
+
+
+def test_relative_placement_with_known_weights():
+    """Both backends: the centre is the previous glimpse's moved by (2 sigma - 1) s_t,
+    clipped so that the window stays in the image."""
+    head = LocalizationHead(grad_scale=0.02, placement="relative")
+    head.build((None, 2))
+    head.dense.kernel.assign(np.array([[1, 0, 0], [0, 1, 1]], "float32"))
+    head.dense.bias.assign(np.array([0, 0, -40], "float32"))
+    previous = np.array([[0.25, 0.1, 0.2], [0.25, 0.4, -0.3]], "float32")
+    out = np.asarray(head(np.array([[0.0, 0.0], [40.0, 40.0]], "float32"), previous))
+    # Row 0: s = 0.35; x: no move (sigma(0) = 0.5); y moves by -0.25 to -0.05.
+    np.testing.assert_allclose(out[0], [0.35, 0.1, -0.05], atol=1e-6)
+    # Row 1: s -> 0.5; x moves by +0.25 to 0.65, clipped at 1 - s = 0.5; y stays.
+    np.testing.assert_allclose(out[1], [0.5, 0.5, -0.3], atol=1e-6)
+    assert LocalizationHead.from_config(head.get_config()).placement == "relative"
