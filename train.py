@@ -303,11 +303,6 @@ def _validate(config):
             raise app.UsageError(
                 f"--{name}={config[name]} is invalid; expected {expected}"
             )
-    if config["init_from"] and not tf.io.gfile.exists(config["init_from"]):
-        raise app.UsageError(
-            f"--init_from={config['init_from']} does not exist; expected a .keras "
-            "file, e.g. a finished run's final.keras"
-        )
 
 
 # What a run writes in --model_dir (train.py's and Keras' files).
@@ -367,9 +362,11 @@ def prepare_model_dir(model_dir, config, overwrite):
             )
         state = "export"  # killed while exporting: finish the export
     if state != "new" and saved is not None:
-        # The hardware may change between attempts; the recipe may not (the
-        # learning-rate schedule spans --epochs, so that may not change either).
-        free = ("strategy", "num_replicas", "backend")
+        # The hardware and where the data lie may change between attempts (another
+        # machine resumes a stored run); the recipe may not (the learning-rate
+        # schedule spans --epochs, so that may not change either). --init_from only
+        # seeds a new run: a resumed one reads its weights from the backup.
+        free = ("strategy", "num_replicas", "backend", "data_dir", "init_from")
         # A setting the saved run does not record (a flag added since) cannot differ.
         changed = sorted(
             k
@@ -476,6 +473,11 @@ def main(argv):
     chief = strategies.is_chief(strategy)
     model_dir = strategies.output_dir(FLAGS.model_dir, strategy)
     state = prepare_model_dir(model_dir, config, FLAGS.overwrite)
+    if state == "new" and config["init_from"] and not tf.io.gfile.exists(config["init_from"]):
+        raise app.UsageError(
+            f"--init_from={config['init_from']} does not exist; expected a .keras "
+            "file, e.g. a finished run's final.keras"
+        )
     if state == "export":
         _finish_export(model_dir)
         return
@@ -535,18 +537,22 @@ def initialize_from(model, path):
         raise app.UsageError(f"--init_from={path}: {error}") from None
     have = [(w.path, tuple(w.shape)) for w in source.weights]
     want = [(w.path, tuple(w.shape)) for w in model.weights]
+    theirs, ours = source.get_config(), model.get_config()
+    differ = sorted(
+        k for k in ours if k not in ("name", "dtype") and theirs.get(k) != ours[k]
+    )
+    details = ", ".join(f"{k}={theirs.get(k)!r} (this run: {ours[k]!r})" for k in differ)
     if [shape for _, shape in have] != [shape for _, shape in want]:
-        theirs, ours = source.get_config(), model.get_config()
-        differ = sorted(
-            k for k in ours if k not in ("name", "dtype") and theirs.get(k) != ours[k]
-        )
-        details = ", ".join(f"{k}={theirs.get(k)!r} (this run: {ours[k]!r})" for k in differ)
         raise app.UsageError(
             f"--init_from={path} holds a model with other weights than this run's "
             f"({len(have)} arrays against {len(want)}"
             + (f"; it was built with {details}" if details else "")
             + "); expected a model of the same backbone, glimpse size and classes"
         )
+    if differ:
+        # Same weights, other settings (glimpse size, normalization, recipe): allowed
+        # (fine-tuning changes some on purpose), but said.
+        logging.warning("--init_from=%s was built with %s", path, details)
     model.set_weights(source.get_weights())
     logging.info("Started from the weights of %s", path)
 

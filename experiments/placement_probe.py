@@ -179,7 +179,8 @@ def offset_readout(features, offsets, fitted, ridge=1e-2):
 
     Args:
         features: (N, D) backbone features of glimpses.
-        offsets: (N, 2) where the item's centre is relative to each glimpse's, px.
+        offsets: (N, 2) the offset to read, px (in `refinement`: the glimpse's centre
+            minus the item's).
         fitted: rows to fit on.
         ridge: L2 weight (the bias is not penalized).
 
@@ -332,7 +333,8 @@ def main(argv):
     dataset = dataset.unbatch().take(count).batch(FLAGS.batch_size)
     boxes = pipelines.object_boxes(DATASET, "test", count, FLAGS.seed)
     results = probe(model, dataset, boxes, FLAGS.seed)
-    refined = refinement(model, dataset, boxes, FLAGS.seed)
+    # Glimpse 3 must exist to be compared with the readout.
+    refined = refinement(model, dataset, boxes, FLAGS.seed) if model.num_glimpses >= 3 else None
     name = FLAGS.name or os.path.basename(os.path.dirname(os.path.abspath(FLAGS.model)))
     record = {
         "model": os.path.relpath(os.path.abspath(FLAGS.model), common.REPO),
@@ -353,8 +355,7 @@ def main(argv):
             f"commit {record['commit']}, {record['machine']}; {common.versions()}",
             "",
             table(name, results),
-            "",
-            refinement_line(refined),
+            *(["", refinement_line(refined)] if refined else []),
         ]
     )
     print(body)

@@ -123,7 +123,9 @@ MODELS = {
     "mgnet_noise": {"label": "MGNet", "flags": ["--noise_std=0.3"]},
 }
 STORED_FILES = ("config.json", "metrics.csv", "final.keras")
-# What train.py resumes an interrupted run from (docs/training.md).
+# What train.py resumes an interrupted run from (docs/training.md); best.keras is not
+# kept, so after a resume elsewhere it is the best of the resumed epochs (the study
+# uses final.keras).
 RESUME_FILES = (
     "config.json",
     "metrics.csv",
@@ -230,15 +232,19 @@ def store_unfinished():
             continue
         target = os.path.join(FLAGS.store_dir, name, UNFINISHED)
         partial = target + ".partial"
+        weights = os.path.join(model_dir, "backup", "latest.weights.h5")
         for _ in range(3):
+            before = os.stat(weights)
             shutil.rmtree(partial, ignore_errors=True)
             for f in RESUME_FILES:
                 os.makedirs(os.path.dirname(os.path.join(partial, f)), exist_ok=True)
                 shutil.copyfile(os.path.join(model_dir, f), os.path.join(partial, f))
-            # No epoch ended during the copy (train.py writes the weights, then the
-            # record; at worst the copy has the next epoch's weights, as a kill
-            # between the two writes leaves them, and that epoch runs again).
-            if _epoch(partial) == epoch == _epoch(model_dir):
+            after = os.stat(weights)
+            # No backup was written during the copy (train.py renames new weights,
+            # then a new record, into place): the weights and the record are one
+            # epoch's.
+            same = (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+            if same and _epoch(partial) == epoch == _epoch(model_dir):
                 break
             epoch = _epoch(model_dir)
         else:

@@ -224,6 +224,16 @@ def test_probe_runner_replays_the_model_and_replaces_only_later_glimpses():
     np.testing.assert_allclose(used.numpy()[:, 1, 0], expected["glimpse_params"].numpy()[:, 1, 0], atol=1e-6)
     np.testing.assert_allclose(used.numpy()[:, 1:, 1:], np.tile(oracle.numpy()[:, None, 1:], (1, 2, 1)))
     assert not np.allclose(logits_centre.numpy()[:, 1:], expected["logits"].numpy()[:, 1:], atol=1e-4)
+    # "second": the oracle's glimpse 2, then what the localization network makes of it.
+    _, _, used = run(images, oracle, "second")
+    np.testing.assert_allclose(used.numpy()[:, 1], oracle.numpy(), atol=1e-7)
+    x = model.normalize(images)
+    first = model.glimpse_step(x, None, model.first_glimpse_params(5), training=False)
+    second = model.glimpse_step(x, first["tokens"], oracle, training=False)
+    np.testing.assert_allclose(
+        used.numpy()[:, 2], model.localization(second["fused"], oracle).numpy(), atol=1e-6
+    )
+    assert not np.allclose(used.numpy()[:, 2], expected["glimpse_params"].numpy()[:, 2], atol=1e-4)
 
 
 def test_probe_offset_readout_recovers_a_linear_code_and_not_noise():
@@ -273,6 +283,7 @@ def test_probe_command_stores_its_figures(tmp_path, idx_dir):
     refined = stored["refinement"]
     assert refined["fitted_images"] == 9 and refined["held_out_images"] == 3
     assert 0 < refined["median_error_glimpse2_px"] <= 10 * 2**0.5
+    assert refined["median_error_glimpse3_px"] >= 0 and 0.2 <= refined["mean_scale_glimpse3"] <= 0.5
     text = results.read_text()
     assert "kept" in text and "old" not in text and "the model's own glimpses" in text
     assert "linear readout" in text

@@ -470,3 +470,28 @@ def test_cli_and_saved_model_cli(tmp_path):
         "glimpse_boxes",
     ):
         assert text in shown
+
+
+def test_padded_step_follows_a_relative_placement():
+    """The served step (SavedModel `glimpse_step`, LiteRT step files) hands each
+    glimpse's own (s, x, y) to the localization: with relative placement the served
+    walk is the model's, not eq. 4's."""
+    from mgnet_tf.export import padded_step  # noqa: PLC0415
+
+    model = MGNet(
+        backbone="vanilla_cnn", num_classes=4, image_size=32, num_glimpses=4,
+        downsample=2, channels=1, placement="relative",
+    )
+    kernel, _ = model.localization.dense.get_weights()
+    # A steady move right and up: each glimpse starts from the one before.
+    model.localization.dense.set_weights([kernel * 0.1, np.array([0.0, 1.0, -1.0], "float32")])
+    images = np.random.default_rng(2).random((3, 32, 32, 1)).astype("float32")
+    expected = model(images)["glimpse_params"].numpy()
+    assert np.all(np.diff(expected[:, 1:, 1], axis=1) > 0.01)  # it walks
+    x = model.normalize(images)
+    tokens = tf.zeros((3, 4, model.feature_dim + 3))
+    params = tf.zeros((3, 3))
+    for t in range(4):
+        out = padded_step(model, x, tokens, params, t)
+        np.testing.assert_allclose(out["params"].numpy(), expected[:, t], atol=1e-5)
+        tokens, params = out["tokens"], out["next_params"]

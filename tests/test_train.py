@@ -290,11 +290,19 @@ def test_init_from_starts_a_new_run_from_a_saved_models_weights(
     assert len(pairs) == len(fresh.trainable_weights) > 10
     for theirs, ours in pairs:
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
-    # The seed's own random start is another one: the copy was not a no-op.
-    assert any(
-        not np.array_equal(a.numpy(), b.numpy())
-        for a, b in zip(trained.trainable_weights, fresh.trainable_weights)
-    )
+
+
+def test_resume_elsewhere_may_change_the_data_dir_and_drop_init_from(tmp_path):
+    """A run stored unfinished resumes on another machine: its data may lie elsewhere
+    and the model it started from may be gone (the backup holds the weights)."""
+    model_dir = tmp_path / "run"
+    (model_dir / "backup").mkdir(parents=True)
+    saved = {"alpha": 0.6, "data_dir": "/old/data", "init_from": "/old/final.keras"}
+    checkpoints.write_json(saved, str(model_dir / "config.json"))
+    config = {"alpha": 0.6, "data_dir": "/new/data", "init_from": None}
+    assert train.prepare_model_dir(str(model_dir), config, False) == "resume"
+    with pytest.raises(app.UsageError, match=r"--alpha=0.5 \(the run has 0.6\)"):
+        train.prepare_model_dir(str(model_dir), {**config, "alpha": 0.5}, False)
 
 
 def test_init_from_a_missing_or_other_model_names_the_flag(run_train, tmp_path, idx_dir):
