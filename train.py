@@ -535,19 +535,20 @@ def initialize_from(model, path):
         source = files.load_model(path)
     except files.ModelFileError as error:
         raise app.UsageError(f"--init_from={path}: {error}") from None
-    have = [(w.path, tuple(w.shape)) for w in source.weights]
-    want = [(w.path, tuple(w.shape)) for w in model.weights]
+    have = [tuple(w.shape) for w in source.weights]
+    want = [tuple(w.shape) for w in model.weights]
     theirs, ours = source.get_config(), model.get_config()
     differ = sorted(
         k for k in ours if k not in ("name", "dtype") and theirs.get(k) != ours[k]
     )
     details = ", ".join(f"{k}={theirs.get(k)!r} (this run: {ours[k]!r})" for k in differ)
-    if [shape for _, shape in have] != [shape for _, shape in want]:
+    if have != want:
         raise app.UsageError(
             f"--init_from={path} holds a model with other weights than this run's "
             f"({len(have)} arrays against {len(want)}"
             + (f"; it was built with {details}" if details else "")
-            + "); expected a model of the same backbone, glimpse size and classes"
+            + "); expected a model of the same backbone and classes, with a "
+            "localization network if this run has one"
         )
     if differ:
         # Same weights, other settings (glimpse size, normalization, recipe): allowed

@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import presets  # noqa: E402
+from training import checkpoints  # noqa: E402
 from common import (  # noqa: E402
     REPO,
     command_line,
@@ -130,7 +131,7 @@ RESUME_FILES = (
     "config.json",
     "metrics.csv",
     os.path.join("backup", "latest.weights.h5"),
-    os.path.join("backup", "training_metadata.json"),
+    os.path.join("backup", checkpoints.TRAINING_METADATA),
 )
 UNFINISHED = "unfinished"
 
@@ -212,12 +213,8 @@ def store_run(name, model_dir):
 
 
 def _epoch(model_dir):
-    """The last epoch backed up in `model_dir` (None without a backup)."""
-    path = os.path.join(model_dir, "backup", "training_metadata.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return int(json.load(file)["epoch"])
+    """The last epoch backed up in `model_dir` (0 without a backup)."""
+    return checkpoints.completed_epochs(os.path.join(model_dir, "backup"))
 
 
 def store_unfinished():
@@ -228,7 +225,7 @@ def store_unfinished():
     for name in runs():
         model_dir = os.path.join(FLAGS.output_dir, name)
         epoch = _epoch(model_dir)
-        if epoch is None or os.path.exists(os.path.join(model_dir, "final.keras")):
+        if not epoch or os.path.exists(os.path.join(model_dir, "final.keras")):
             continue
         target = os.path.join(FLAGS.store_dir, name, UNFINISHED)
         partial = target + ".partial"
