@@ -10,7 +10,9 @@ on single glimpses cut from the 112 px canvases by `mgnet_tf.layers.GlimpseSampl
 (bilinear, align_corners=True, as MGNet samples them) at a window placed on the item's
 true box by an oracle: scale s (the window is s * 112 px wide), glimpse side in pixels,
 and a random centre error (Gaussian per axis, scaled so that its median length is the
-condition's error in pixels; drawn anew every epoch in training, fixed per test image).
+condition's error in pixels; drawn anew every epoch in training, fixed per test image);
+the margin20_* conditions first shrink each item to 20 px inside its 28 px box, the
+margin MNIST's digits have, which Fashion-MNIST's items (edge to edge) lack.
 The items' positions are drawn as translated_dataset draws them. Same optimizer, schedule,
 batch and normalization as the data set's preset; the test split is only evaluated.
 
@@ -38,7 +40,11 @@ ITEM = 28
 # A window of s = 27/111 samples the canvas on its own pixel grid (align_corners=True:
 # 28 samples 1 px apart), so that glimpse is the item itself, with no interpolation.
 PIXEL_ALIGNED = (ITEM - 1) / (CANVAS - 1)
-# name: (what it is, s, glimpse side px, median centre error px)
+# name: (what it is, s, glimpse side px, median centre error px[, item side px]).
+# Fashion-MNIST's items fill their 28 px frame (the long side touches both edges in 98%
+# of the test items); MNIST's digits are scaled to 20 px inside it. The margin20_*
+# conditions shrink each item to 20 px in its 28 px box, as MNIST's digits sit, to tell
+# what a misplaced window costs on the paper's data from what it costs on ours.
 CONDITIONS = {
     "exact": ("the item itself: pixel-aligned 28 px window on its box", PIXEL_ALIGNED, 28, 0.0),
     "s0.25": ("s = 0.25 (MGNet's learned size), centred on the box", 0.25, 28, 0.0),
@@ -47,6 +53,9 @@ CONDITIONS = {
     "s0.32_err7": ("s = 0.32 (a looser window), median error 7 px", 0.32, 28, 7.0),
     "px40_err7": ("s = 0.25, median error 7 px, 40 px glimpse (M = 2.8)", 0.25, 40, 7.0),
     "px40": ("s = 0.25, centred, 40 px glimpse (M = 2.8)", 0.25, 40, 0.0),
+    "margin20_exact": ("items shrunk to 20 px in their box (as MNIST's digits), pixel-aligned window", PIXEL_ALIGNED, 28, 0.0, 20),
+    "margin20_err3.5": ("items shrunk to 20 px in their box, s = 0.25, median error 3.5 px", 0.25, 28, 3.5, 20),
+    "margin20_err7": ("items shrunk to 20 px in their box, s = 0.25, median error 7 px", 0.25, 28, 7.0, 20),
 }
 BEGIN, END = "<!-- oracle:begin -->", "<!-- oracle:end -->"
 
@@ -67,6 +76,28 @@ def define_flags():
         os.path.join(common.REPO, "experiments", "results", "glimpse_oracle"),
         "Each finished condition's figures (to commit); a condition found here is kept.",
     )
+
+
+def condition(name):
+    """(description, s, glimpse side px, median centre error px, item side px)."""
+    description, scale, glimpse_px, error_px, *item = CONDITIONS[name]
+    return description, scale, glimpse_px, error_px, item[0] if item else ITEM
+
+
+def with_margin(images, item_px):
+    """Each 28 px item resized (area-averaged) to `item_px` and centred in a black
+    28 px box, as MNIST puts its digits in a 20 px box inside 28 px."""
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+
+    if item_px == ITEM:
+        return images
+    if not 0 < item_px < ITEM:
+        raise ValueError(f"item side {item_px} px: expected 1 to {ITEM} px")
+    small = tf.image.resize(tf.cast(images, tf.float32)[..., None], (item_px, item_px), method="area")
+    top = (ITEM - item_px) // 2
+    boxed = tf.image.pad_to_bounding_box(small, top, top, ITEM, ITEM)[..., 0]
+    return np.clip(np.round(boxed.numpy()), 0, 255).astype(np.uint8)
 
 
 def sigma_for_median(median_px):
@@ -134,9 +165,10 @@ def run_condition(name, arrays, recipe):
 
     from mgnet_tf import optimizers, schedules  # noqa: PLC0415
 
-    _, scale, glimpse_px, error_px = CONDITIONS[name]
+    description, scale, glimpse_px, error_px, item_px = condition(name)
     tf.random.set_seed(FLAGS.seed)
     train_images, train_labels, test_images, test_labels = arrays
+    train_images, test_images = with_margin(train_images, item_px), with_margin(test_images, item_px)
     batch = recipe["batch_size"]
     train = glimpse_inputs(train_images, train_labels, True, scale, error_px, FLAGS.seed, batch)
     test = glimpse_inputs(test_images, test_labels, False, scale, error_px, FLAGS.seed, batch)
@@ -156,8 +188,9 @@ def run_condition(name, arrays, recipe):
     history = model.fit(train, epochs=FLAGS.epochs, verbose=2)
     _, test_accuracy = model.evaluate(test, verbose=0)
     return {
-        "description": CONDITIONS[name][0],
+        "description": description,
         "scale": scale,
+        "item_px": item_px,
         "glimpse_px": glimpse_px,
         "median_error_px": error_px,
         "epochs": FLAGS.epochs,
@@ -172,12 +205,12 @@ def run_condition(name, arrays, recipe):
 
 def table(results):
     lines = [
-        "| condition | window | glimpse px | median centre error px | train top-1 % (last epoch) | test top-1 % |",
-        "|---|---|---|---|---|---|",
+        "| condition | item px | window | glimpse px | median centre error px | train top-1 % (last epoch) | test top-1 % |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
-            f"| {name} | s = {r['scale']:.3f} | {r['glimpse_px']} "
+            f"| {name} | {r.get('item_px', ITEM)} | s = {r['scale']:.3f} | {r['glimpse_px']} "
             f"| {r['median_error_px']:g} | {100 * r['train_accuracy_last_epoch']:.2f} "
             f"| {100 * r['test_accuracy']:.2f} |"
         )
@@ -206,7 +239,7 @@ def main(argv):
             with open(stored) as f:
                 results[name] = json.load(f)
             continue
-        common.log(f"{name}: {CONDITIONS[name][0]}")
+        common.log(f"{name}: {condition(name)[0]}")
         results[name] = run_condition(name, arrays, recipe)
         common.log(f"{name}: test top-1 {100 * results[name]['test_accuracy']:.2f}%")
         if not smoke:

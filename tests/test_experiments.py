@@ -165,6 +165,28 @@ def test_oracle_exact_glimpse_is_the_item_and_errors_move_it():
     assert tf.reduce_all(off_params[:, 0] == params[:, 0])
 
 
+def test_oracle_margin_shrinks_items_into_the_middle_of_their_box():
+    """margin20 puts a 28 px item into a 20 px square centred in its 28 px box (the
+    4 px border black), keeps a uniform item's value, and keeps the average of a
+    pattern; a size outside 1-28 px is refused, naming it."""
+    oracle = _oracle()
+    white = np.full((2, 28, 28), 255, np.uint8)
+    boxed = oracle.with_margin(white, 20)
+    assert boxed.shape == (2, 28, 28) and boxed.dtype == np.uint8
+    np.testing.assert_array_equal(boxed[:, 4:24, 4:24], 255)
+    inside = np.zeros((28, 28), bool)
+    inside[4:24, 4:24] = True
+    assert not boxed[:, ~inside].any()
+    # Area averaging: a checkerboard of 0/254 shrinks to about its mean, 127.
+    checker = ((np.indices((28, 28)).sum(0) % 2) * 254).astype(np.uint8)[None]
+    assert abs(oracle.with_margin(checker, 14)[0, 7:21, 7:21].astype(float).mean() - 127) < 2
+    assert oracle.with_margin(white, 28) is white
+    with pytest.raises(ValueError, match="item side 29 px"):
+        oracle.with_margin(white, 29)
+    assert oracle.condition("margin20_err3.5")[1:] == (0.25, 28, 3.5, 20)
+    assert oracle.condition("err3.5")[4] == 28
+
+
 def test_experiment_modules_import_beside_train_py():
     """CI imports the experiment scripts in the same process as train.py, whose absl
     flags share names (--epochs, --seed): the scripts define theirs only when run."""
