@@ -50,6 +50,8 @@ CONDITIONS = {
     "s0.25": ("s = 0.25 (MGNet's learned size), centred on the box", 0.25, 28, 0.0),
     "err3.5": ("s = 0.25, median centre error 3.5 px", 0.25, 28, 3.5),
     "err7": ("s = 0.25, median centre error 7 px (MGNet's glimpses 3-5)", 0.25, 28, 7.0),
+    "s0.32": ("s = 0.32 (a 36 px window round the 28 px item), centred", 0.32, 28, 0.0),
+    "s0.32_err3.5": ("s = 0.32, median error 3.5 px", 0.32, 28, 3.5),
     "s0.32_err7": ("s = 0.32 (a looser window), median error 7 px", 0.32, 28, 7.0),
     "px40_err7": ("s = 0.25, median error 7 px, 40 px glimpse (M = 2.8)", 0.25, 40, 7.0),
     "px40": ("s = 0.25, centred, 40 px glimpse (M = 2.8)", 0.25, 40, 0.0),
