@@ -187,6 +187,29 @@ def test_oracle_margin_shrinks_items_into_the_middle_of_their_box():
     assert oracle.condition("err3.5")[4] == 28
 
 
+def test_oracle_placed_mgnet_looks_where_the_oracle_says():
+    """Glimpse 1 is the whole canvas; glimpses 2..T are cut at the oracle's params, so
+    the glimpse classifier of glimpse 2 is the backbone's answer on that window."""
+    import presets  # noqa: PLC0415
+
+    oracle = _oracle()
+    model = oracle.oracle_placed_mgnet(presets.preset("translated_fashion_mnist"), seed=0)
+    rng = np.random.default_rng(2)
+    canvas = rng.uniform(0, 1, (3, 112, 112, 1)).astype("float32")
+    params = np.array([[0.25, -0.4, 0.3], [0.3, 0.5, -0.6], [0.25, 0.0, 0.0]], "float32")
+    out = model((canvas, params), training=False)
+    assert out["logits"].shape == (3, model.num_glimpses, 10)
+    got = np.asarray(out["glimpse_params"])
+    np.testing.assert_allclose(got[:, 0], [[1.0, 0.0, 0.0]] * 3)
+    for step in range(1, model.num_glimpses):
+        np.testing.assert_allclose(got[:, step], params)
+    window = model.sampler(model.normalize(canvas), params)
+    expected = model.glimpse_classifier(model.backbone(window, training=False))
+    np.testing.assert_allclose(np.asarray(out["glimpse_logits"])[:, 1], np.asarray(expected), atol=1e-5)
+    whole = model.sampler(model.normalize(canvas), np.tile([[1.0, 0.0, 0.0]], (3, 1)).astype("float32"))
+    assert not np.allclose(np.asarray(window), np.asarray(whole), atol=1e-3)
+
+
 def test_experiment_modules_import_beside_train_py():
     """CI imports the experiment scripts in the same process as train.py, whose absl
     flags share names (--epochs, --seed): the scripts define theirs only when run."""
