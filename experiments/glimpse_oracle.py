@@ -203,30 +203,55 @@ def oracle_placed_mgnet(recipe, seed):
     return OraclePlacedMGNet.from_settings(recipe, num_classes=10, channels=1, image_size=CANVAS)
 
 
-def run_mgnet_condition(name, arrays, recipe):
-    import numpy as np  # noqa: PLC0415
+def _inputs(name, arrays, batch):
+    """The condition's training and test batches: items boxed to its size, placed at
+    random, with the oracle's window (and the test split's positions, fixed)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    from mgnet_tf import optimizers, schedules  # noqa: PLC0415
-
-    description, scale, glimpse_px, error_px, item_px = condition(name)
+    _, scale, _, error_px, item_px = condition(name)
     tf.random.set_seed(FLAGS.seed)
     train_images, train_labels, test_images, test_labels = arrays
-    batch = recipe["batch_size"]
+    train_images, test_images = with_margin(train_images, item_px), with_margin(test_images, item_px)
     train = glimpse_inputs(train_images, train_labels, True, scale, error_px, FLAGS.seed, batch)
     test = glimpse_inputs(test_images, test_labels, False, scale, error_px, FLAGS.seed, batch)
+    return train, test, (test_images, test_labels)
+
+
+def _described(name):
+    """The condition's settings, as its result records them."""
+    description, scale, glimpse_px, error_px, item_px = condition(name)
+    return {
+        "description": description,
+        "scale": scale,
+        "item_px": item_px,
+        "glimpse_px": glimpse_px,
+        "median_error_px": error_px,
+        "epochs": FLAGS.epochs,
+    }
+
+
+def _optimizer(recipe, train_count):
+    """The preset's SGD and schedule over --epochs."""
+    from mgnet_tf import optimizers, schedules  # noqa: PLC0415
+
+    steps = FLAGS.epochs * math.ceil(train_count / recipe["batch_size"])
+    return optimizers.sgd(
+        schedules.learning_rate_schedule(recipe["schedule"], recipe["learning_rate"], steps),
+        recipe["momentum"],
+        recipe["weight_decay"],
+        recipe["weight_decay_mode"],
+    )
+
+
+def run_mgnet_condition(name, arrays, recipe):
+    import numpy as np  # noqa: PLC0415
+
+    glimpse_px = condition(name)[2]
+    train, test, _ = _inputs(name, arrays, recipe["batch_size"])
     model = oracle_placed_mgnet(recipe, FLAGS.seed)
     if model.glimpse_size != glimpse_px:
         raise ValueError(f"{name}: the preset's glimpse is {model.glimpse_size} px, not {glimpse_px}")
-    steps = FLAGS.epochs * math.ceil(len(train_images) / batch)
-    model.compile(
-        optimizer=optimizers.sgd(
-            schedules.learning_rate_schedule(recipe["schedule"], recipe["learning_rate"], steps),
-            recipe["momentum"],
-            recipe["weight_decay"],
-            recipe["weight_decay_mode"],
-        )
-    )
+    model.compile(optimizer=_optimizer(recipe, len(arrays[0])))
     start = time.time()
     history = model.fit(train, epochs=FLAGS.epochs, verbose=2)
     last = f"acc_{model.num_glimpses}"
@@ -238,19 +263,14 @@ def run_mgnet_condition(name, arrays, recipe):
         correct_glimpse.append(np.argmax(out["glimpse_logits"].numpy(), -1) == labels)
     fused = np.concatenate(correct_fused).mean(0)
     return {
-        "description": description,
-        "scale": scale,
-        "item_px": item_px,
-        "glimpse_px": glimpse_px,
-        "median_error_px": error_px,
-        "epochs": FLAGS.epochs,
+        **_described(name),
         "train_accuracy_last_epoch": float(history.history[last][-1]),
         # After 3 glimpses, the paper's Table 4 point; every count below.
         "test_accuracy": float(fused[2]),
         "test_accuracy_per_glimpse": [float(a) for a in fused],
         # The glimpse classifier on glimpse 2 (the oracle's): the backbone alone.
         "glimpse_classifier_test_accuracy": float(np.concatenate(correct_glimpse).mean(0)[1]),
-        "test_examples": len(test_images),
+        "test_examples": len(arrays[2]),
         "seconds": time.time() - start,
         "commit": common.commit(),
         "machine": common.machine(),
@@ -259,26 +279,13 @@ def run_mgnet_condition(name, arrays, recipe):
 
 def run_condition(name, arrays, recipe):
     import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
-    from mgnet_tf import optimizers, schedules  # noqa: PLC0415
-
-    description, scale, glimpse_px, error_px, item_px = condition(name)
-    tf.random.set_seed(FLAGS.seed)
-    train_images, train_labels, test_images, test_labels = arrays
-    train_images, test_images = with_margin(train_images, item_px), with_margin(test_images, item_px)
+    _, scale, glimpse_px, error_px, _ = condition(name)
     batch = recipe["batch_size"]
-    train = glimpse_inputs(train_images, train_labels, True, scale, error_px, FLAGS.seed, batch)
-    test = glimpse_inputs(test_images, test_labels, False, scale, error_px, FLAGS.seed, batch)
+    train, test, (test_images, test_labels) = _inputs(name, arrays, batch)
     model = oracle_model(glimpse_px, recipe["mean"], recipe["std"], FLAGS.seed)
-    steps = FLAGS.epochs * math.ceil(len(train_images) / batch)
     model.compile(
-        optimizer=optimizers.sgd(
-            schedules.learning_rate_schedule(recipe["schedule"], recipe["learning_rate"], steps),
-            recipe["momentum"],
-            recipe["weight_decay"],
-            recipe["weight_decay_mode"],
-        ),
+        optimizer=_optimizer(recipe, len(arrays[0])),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -292,12 +299,7 @@ def run_condition(name, arrays, recipe):
         exact = glimpse_inputs(test_images, test_labels, False, scale, 0.0, FLAGS.seed, batch)
         centred = float(model.evaluate(exact, verbose=0)[1])
     return {
-        "description": description,
-        "scale": scale,
-        "item_px": item_px,
-        "glimpse_px": glimpse_px,
-        "median_error_px": error_px,
-        "epochs": FLAGS.epochs,
+        **_described(name),
         "train_accuracy_last_epoch": float(history.history["accuracy"][-1]),
         "test_accuracy": float(test_accuracy),
         "test_accuracy_centred": centred,
