@@ -382,7 +382,8 @@ class MGNet(keras.Model):
                 tokens of the glimpses taken so far, oldest first (this method's
                 earlier `tokens` output).
             params: (B, 3) (s, x, y) where this glimpse looks: `first_glimpse_params`
-                at the first glimpse, else the earlier step's `next_glimpse_params`.
+                at the first glimpse, else `self.localization(fused, params)` of the
+                earlier step's `fused` and `params`.
             training: bool, training mode.
 
         Returns:
