@@ -37,6 +37,11 @@ COMMON = {
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
     "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid
     "placement": "absolute",  # (paper, official code) eq. 4: the centre in the image
+    # (ours, off by default: not in the paper or the official code) the weight of the
+    # shift-consistency loss that teaches a relative localization to correct a glimpse
+    # from what it sees (MGNet's docstring; docs/training.md).
+    "shift_consistency": 0.0,
+    "shift_consistency_radius": 0.5,
     "size_penalty_rescaled": True,  # (paper, official code) one autograd graph
     "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
     "std": None,

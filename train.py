@@ -123,6 +123,19 @@ flags.DEFINE_enum(
     "(absolute: eq. 4, the official code) or as a move from the glimpse just taken "
     f"(relative) ({_PRESET}).",
 )
+flags.DEFINE_float(
+    "shift_consistency",
+    None,
+    "Weight of the shift-consistency loss (ours; needs --placement=relative): a "
+    "shifted copy of each learned glimpse must lead to the same next centre, so the "
+    f"localization learns to correct a glimpse from its content; 0 is off ({_PRESET}).",
+)
+flags.DEFINE_float(
+    "shift_consistency_radius",
+    None,
+    "Largest shift per axis of --shift_consistency, as a fraction of the glimpse's "
+    f"half side ({_PRESET}).",
+)
 flags.DEFINE_list(
     "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
 )
@@ -205,6 +218,8 @@ _PRESET_FLAGS = (
     "attention_bias",
     "rescale_at",
     "placement",
+    "shift_consistency",
+    "shift_consistency_radius",
     "size_penalty_rescaled",
     "mean",
     "std",
@@ -298,6 +313,21 @@ def _validate(config):
                 f"--glimpse_loss_from={config['glimpse_loss_from']})",
             )
         )
+    checks += [
+        ("shift_consistency", config["shift_consistency"] >= 0, "a number >= 0"),
+        (
+            "shift_consistency",
+            config["shift_consistency"] == 0
+            or (config["placement"] == "relative" and config["num_glimpses"] >= 3),
+            "0 unless --placement=relative and --num_glimpses >= 3 (received "
+            f"--placement={config['placement']}, --num_glimpses={config['num_glimpses']})",
+        ),
+        (
+            "shift_consistency_radius",
+            0 < config["shift_consistency_radius"] <= 1,
+            "in (0, 1]",
+        ),
+    ]
     for name, ok, expected in checks:
         if not ok:
             raise app.UsageError(

@@ -98,6 +98,22 @@ class MGNet(keras.Model):
             gives each glimpse's centre in the image) or "relative" (the centre of the
             glimpse just taken plus a move of up to its half side; see
             `LocalizationHead`).
+        shift_consistency: float >= 0, weight of a self-supervised loss (ours, not in
+            the paper) that teaches the localization network to correct a glimpse from
+            what it sees: during training, at every learned glimpse t < T, a quarter of
+            the batch also takes glimpse t shifted by a random offset (uniform, up to
+            `shift_consistency_radius` of its half side per axis) while its positional
+            code still says the unshifted place, and the move the localization network
+            proposes from there must reach the same next centre as from the unshifted
+            glimpse (squared error in half sides, the unshifted proposal a fixed
+            target; the earlier glimpses' tokens are held fixed). Only the shifted
+            glimpse's content tells the offset, so the loss
+            cannot be met by placing from the first glimpse alone. Needs
+            `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
+            re-scaling (`rescale_at="output"`). No box labels are used. 0 turns it off
+            (no extra backbone pass).
+        shift_consistency_radius: float in (0, 1], the largest shift per axis as a
+            fraction of the glimpse's half side.
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -151,6 +167,8 @@ class MGNet(keras.Model):
         attention_bias=False,
         rescale_at="output",
         placement="absolute",
+        shift_consistency=0.0,
+        shift_consistency_radius=0.5,
         crop_fraction=None,
         **kwargs,
     ):
@@ -252,6 +270,31 @@ class MGNet(keras.Model):
                 f"`placement` must be one of {PLACEMENTS}. Received: placement={placement!r}"
             )
         self.placement = placement
+        if not isinstance(shift_consistency, (int, float)) or shift_consistency < 0:
+            raise ValueError(
+                "`shift_consistency` must be a number >= 0. Received: "
+                f"shift_consistency={shift_consistency!r}"
+            )
+        if shift_consistency > 0 and (placement != "relative" or num_glimpses < 3):
+            raise ValueError(
+                "`shift_consistency` > 0 needs placement='relative' (with eq. 4's "
+                "absolute placement the proposal does not depend on where the glimpse "
+                "is) and num_glimpses >= 3 (a glimpse to refine). Received: "
+                f"placement={placement!r}, num_glimpses={num_glimpses}"
+            )
+        if not 0.0 < shift_consistency_radius <= 1.0:
+            raise ValueError(
+                "`shift_consistency_radius` must be in (0, 1]. Received: "
+                f"shift_consistency_radius={shift_consistency_radius!r}"
+            )
+        self.shift_consistency = float(shift_consistency)
+        self.shift_consistency_radius = float(shift_consistency_radius)
+        # Only models that use it carry its random state (older files load as before).
+        self._shift_seed = (
+            keras.random.SeedGenerator(name="shift_consistency_seed")
+            if self.shift_consistency > 0
+            else None
+        )
         if crop_fraction is not None and not 0.0 < crop_fraction <= 1.0:
             raise ValueError(
                 "`crop_fraction` must be None or in (0, 1]. Received: "
@@ -352,6 +395,7 @@ class MGNet(keras.Model):
         images = self.normalize(images)
         params = self.first_glimpse_params(ops.shape(images)[0])
         tokens, logits, glimpse_logits, glimpse_params = None, [], [], []
+        consistency = []
         for step in range(steps):
             out = self.glimpse_step(images, tokens, params, training=training)
             tokens = out["tokens"]
@@ -359,7 +403,13 @@ class MGNet(keras.Model):
             glimpse_logits.append(out["glimpse_logits"])
             glimpse_params.append(params)
             if step + 1 < steps:
-                params = self.localization(out["fused"], params)
+                taken, params = params, self.localization(out["fused"], params)
+                if training and self.shift_consistency > 0 and step > 0:
+                    consistency.append(
+                        self.shift_consistency_error(images, tokens, taken, params, training)
+                    )
+        if consistency:
+            self.add_loss(self.shift_consistency * ops.mean(ops.stack(consistency)))
         return {
             "logits": ops.stack(logits, axis=1),
             "glimpse_logits": ops.stack(glimpse_logits, axis=1),
@@ -408,6 +458,48 @@ class MGNet(keras.Model):
             "tokens": tokens,
             "fused": fused,
         }
+
+    def shift_consistency_error(self, images, tokens, taken, proposed, training=None):
+        """The shift-consistency loss at one glimpse (see `shift_consistency`).
+
+        Args:
+            images: normalized images (B, H, W, C).
+            tokens: (B, t, D + 3), the tokens up to the glimpse just taken.
+            taken: (B, 3), where that glimpse was taken.
+            proposed: (B, 3), where the localization network puts the next one.
+            training: bool, training mode.
+
+        Returns:
+            Scalar: the mean over a quarter of the batch (at least one image) of the
+            squared distance, in half sides of the glimpse, between the next centre
+            proposed from the shifted glimpse and `proposed` (held fixed).
+        """
+        batch = ops.shape(images)[0]
+        count = max(batch // 4, 1) if isinstance(batch, int) else ops.maximum(batch // 4, 1)
+        taken = ops.stop_gradient(ops.cast(taken[:count], "float32"))
+        half = taken[:, 0:1]
+        offset = keras.random.uniform(
+            ops.shape(taken[:, 1:3]),
+            -self.shift_consistency_radius,
+            self.shift_consistency_radius,
+            seed=self._shift_seed,
+        )
+        shifted = ops.concatenate([half, taken[:, 1:3] + offset * half], axis=-1)
+        features = self.backbone(self.sampler(images[:count], shifted), training=training)
+        # The positional code says the unshifted place: only the content shows the shift.
+        code = ops.cast(taken, features.dtype)
+        token = ops.expand_dims(ops.concatenate([features, code], axis=-1), 1)
+        # The earlier glimpses are context only: the loss trains the reading of this one.
+        earlier = ops.stop_gradient(tokens[:count, :-1])
+        fused = self.fusion(ops.concatenate([earlier, token], axis=1), training=training)
+        moved = ops.cast(self.localization(fused, shifted), "float32")
+        if self.rescale_at == "output" and self.grad_scale > 0:
+            # The same values, with eq. 5's factor undone for this loss's gradient.
+            free = moved / self.grad_scale
+            moved = free + ops.stop_gradient(moved - free)
+        target = ops.stop_gradient(ops.cast(proposed[:count], "float32"))
+        error = (moved[:, 1:3] - target[:, 1:3]) / half
+        return ops.mean(ops.sum(ops.square(error), axis=-1))
 
     def normalize(self, images):
         """Maps [0, 1] pixels to the backbone's input scale: (x - mean) / std."""
@@ -540,6 +632,8 @@ class MGNet(keras.Model):
                 "attention_bias": self.attention_bias,
                 "rescale_at": self.rescale_at,
                 "placement": self.placement,
+                "shift_consistency": self.shift_consistency,
+                "shift_consistency_radius": self.shift_consistency_radius,
                 "crop_fraction": self.crop_fraction,
             }
         )

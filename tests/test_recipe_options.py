@@ -449,3 +449,77 @@ def test_a_model_trained_with_coupled_weight_decay_loads_where_only_mgnet_tf_is_
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["CoupledSGD", "0.0001"]
+
+
+def _blind(model):
+    """A localization layer that always says "stay": its Dense(3) outputs 0, so every
+    relative move is 0 whatever the glimpse shows."""
+    kernel, bias = model.localization.dense.get_weights()
+    model.localization.dense.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    return model
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0])
+def test_shift_consistency_of_a_localization_blind_to_content_is_the_shift(radius):
+    """A localization that ignores what it sees proposes, from a glimpse shifted by d,
+    a centre off by d: the loss is then E[(d_x / h)^2 + (d_y / h)^2] for d uniform in
+    +-radius * h per axis, 2 radius^2 / 3, times the weight; a quarter of the batch
+    takes the shifted glimpse. Without training, or with weight 0, no loss and no
+    extra backbone pass."""
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).random((1600, 32, 32, 1)).astype("float32")
+    model = _blind(
+        _tiny(3, placement="relative", shift_consistency=2.0, shift_consistency_radius=radius)
+    )
+    calls = []
+    backbone_call = model.backbone.call
+    model.backbone.call = lambda x, *a, **k: calls.append(x.shape[0]) or backbone_call(x, *a, **k)
+    y_pred = model(images, training=True)
+    # Three glimpses of the whole batch, and glimpse 2 shifted for a quarter of it
+    # (glimpse 3 is the last: nothing follows it to refine).
+    assert calls == [1600, 1600, 400, 1600]
+    (loss,) = model.losses
+    np.testing.assert_allclose(float(loss), 2.0 * 2 * radius**2 / 3, rtol=0.06)
+    labels = np.arange(1600) % 5
+    with_shift = float(model.compute_loss(images, labels, y_pred))
+    model(images[:4], training=False)
+    assert model.losses == []
+    without = float(model.compute_loss(images, labels, y_pred))
+    np.testing.assert_allclose(with_shift - without, float(loss), rtol=1e-5)
+    plain = _tiny(3, placement="relative")
+    plain(images[:8], training=True)
+    assert plain.losses == [] and not plain._shift_seed
+
+
+def test_shift_consistency_gradient_bypasses_the_rescaling():
+    """The loss reaches the localization layer at full strength whatever eq. 5's factor:
+    the same weights and shifts give the same gradient with grad_scale 0.1 and 0.02."""
+    images = np.random.default_rng(1).random((16, 32, 32, 1)).astype("float32")
+    grads = []
+    for grad_scale in (0.1, 0.02):
+        keras.utils.set_random_seed(3)
+        model = _tiny(
+            4, placement="relative", shift_consistency=1.0, grad_scale=grad_scale
+        )
+        with tf.GradientTape() as tape:
+            model(images, training=True)
+            loss = tf.add_n(model.losses)
+        grads.append(tape.gradient(loss, model.localization.dense.kernel).numpy())
+    assert np.abs(grads[0]).max() > 1e-6
+    # Re-scaled, they would differ 5 times; the bypass (x / g + stop_gradient(x - x / g))
+    # rounds the forward value in float32 by about 1e-7 / g, hence 1e-3.
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-3, atol=1e-8)
+
+
+def test_shift_consistency_needs_relative_placement_and_a_glimpse_to_refine():
+    with pytest.raises(ValueError, match="placement='relative'"):
+        _tiny(3, shift_consistency=1.0)
+    with pytest.raises(ValueError, match="num_glimpses >= 3"):
+        _tiny(2, placement="relative", shift_consistency=1.0)
+    with pytest.raises(ValueError, match="shift_consistency_radius"):
+        _tiny(3, placement="relative", shift_consistency=1.0, shift_consistency_radius=0.0)
+    with pytest.raises(ValueError, match="shift_consistency"):
+        _tiny(3, placement="relative", shift_consistency=-1.0)
+    model = _tiny(3, placement="relative", shift_consistency=0.5, shift_consistency_radius=0.3)
+    loaded = MGNet.from_config(model.get_config())
+    assert (loaded.shift_consistency, loaded.shift_consistency_radius) == (0.5, 0.3)
