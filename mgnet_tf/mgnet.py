@@ -105,8 +105,9 @@ class MGNet(keras.Model):
             `shift_consistency_radius` of its half side per axis) while its positional
             code still says the unshifted place, and the move the localization network
             proposes from there must reach the same next centre as from the unshifted
-            glimpse (squared error in half sides, the unshifted proposal a fixed
-            target; the earlier glimpses' tokens are held fixed). Only the shifted
+            glimpse (squared error in half sides, before the image's edge clips either,
+            the unshifted proposal a fixed target; the earlier glimpses' tokens are
+            held fixed). Only the shifted
             glimpse's content tells the offset, so the loss
             cannot be met by placing from the first glimpse alone. Needs
             `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
@@ -406,7 +407,9 @@ class MGNet(keras.Model):
                 taken, params = params, self.localization(out["fused"], params)
                 if training and self.shift_consistency > 0 and step > 0:
                     consistency.append(
-                        self.shift_consistency_error(images, tokens, taken, params, training)
+                        self.shift_consistency_error(
+                            images, tokens, taken, out["fused"], training
+                        )
                     )
         if consistency:
             self.add_loss(self.shift_consistency * ops.mean(ops.stack(consistency)))
@@ -459,20 +462,23 @@ class MGNet(keras.Model):
             "fused": fused,
         }
 
-    def shift_consistency_error(self, images, tokens, taken, proposed, training=None):
+    def shift_consistency_error(self, images, tokens, taken, fused, training=None):
         """The shift-consistency loss at one glimpse (see `shift_consistency`).
 
         Args:
             images: normalized images (B, H, W, C).
             tokens: (B, t, D + 3), the tokens up to the glimpse just taken.
             taken: (B, 3), where that glimpse was taken.
-            proposed: (B, 3), where the localization network puts the next one.
+            fused: (B, D + 3), the fused feature after it, from which the localization
+                network proposes the next glimpse.
             training: bool, training mode.
 
         Returns:
             Scalar: the mean over a quarter of the batch (at least one image) of the
             squared distance, in half sides of the glimpse, between the next centre
-            proposed from the shifted glimpse and `proposed` (held fixed).
+            proposed from the shifted glimpse and the one proposed from `fused` (held
+            fixed), both before the image's edge clips them: clipped, a glimpse pushed
+            against the edge would meet the loss without reading anything.
         """
         batch = ops.shape(images)[0]
         count = max(batch // 4, 1) if isinstance(batch, int) else ops.maximum(batch // 4, 1)
@@ -491,13 +497,17 @@ class MGNet(keras.Model):
         token = ops.expand_dims(ops.concatenate([features, code], axis=-1), 1)
         # The earlier glimpses are context only: the loss trains the reading of this one.
         earlier = ops.stop_gradient(tokens[:count, :-1])
-        fused = self.fusion(ops.concatenate([earlier, token], axis=1), training=training)
-        moved = ops.cast(self.localization(fused, shifted), "float32")
+        shifted_fused = self.fusion(
+            ops.concatenate([earlier, token], axis=1), training=training
+        )
+        moved = ops.cast(self.localization(shifted_fused, shifted, clip=False), "float32")
         if self.rescale_at == "output" and self.grad_scale > 0:
             # The same values, with eq. 5's factor undone for this loss's gradient.
             free = moved / self.grad_scale
             moved = free + ops.stop_gradient(moved - free)
-        target = ops.stop_gradient(ops.cast(proposed[:count], "float32"))
+        target = ops.stop_gradient(
+            ops.cast(self.localization(fused[:count], taken, clip=False), "float32")
+        )
         error = (moved[:, 1:3] - target[:, 1:3]) / half
         return ops.mean(ops.sum(ops.square(error), axis=-1))
 

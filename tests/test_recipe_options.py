@@ -451,25 +451,32 @@ def test_a_model_trained_with_coupled_weight_decay_loads_where_only_mgnet_tf_is_
     assert result.stdout.split()[-2:] == ["CoupledSGD", "0.0001"]
 
 
-def _blind(model):
-    """A localization layer that always says "stay": its Dense(3) outputs 0, so every
-    relative move is 0 whatever the glimpse shows."""
-    kernel, bias = model.localization.dense.get_weights()
-    model.localization.dense.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+def _blind(model, move=(0.0, 0.0)):
+    """A localization layer blind to the glimpse: its Dense(3) has a zero kernel, so
+    every relative move is the same, `move` logits (0: stay where the glimpse is; 10:
+    as far right or down as the half side allows, into the image's corner)."""
+    kernel, _ = model.localization.dense.get_weights()
+    bias = np.array([0.0, *move], "float32")
+    model.localization.dense.set_weights([np.zeros_like(kernel), bias])
     return model
 
 
-@pytest.mark.parametrize("radius", [0.5, 1.0])
-def test_shift_consistency_of_a_localization_blind_to_content_is_the_shift(radius):
+@pytest.mark.parametrize(
+    "radius, move", [(0.5, (0.0, 0.0)), (1.0, (0.0, 0.0)), (0.5, (10.0, -10.0))]
+)
+def test_shift_consistency_of_a_localization_blind_to_content_is_the_shift(radius, move):
     """A localization that ignores what it sees proposes, from a glimpse shifted by d,
     a centre off by d: the loss is then E[(d_x / h)^2 + (d_y / h)^2] for d uniform in
     +-radius * h per axis, 2 radius^2 / 3, times the weight; a quarter of the batch
-    takes the shifted glimpse. Without training, or with weight 0, no loss and no
-    extra backbone pass."""
+    takes the shifted glimpse. Also where the glimpses are pushed into a corner and
+    the image's edge clips every proposal to one point: the loss compares proposals
+    before the clip, so a corner does not meet it. Without training, or with weight
+    0, no loss and no extra backbone pass."""
     keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).random((1600, 32, 32, 1)).astype("float32")
     model = _blind(
-        _tiny(3, placement="relative", shift_consistency=2.0, shift_consistency_radius=radius)
+        _tiny(3, placement="relative", shift_consistency=2.0, shift_consistency_radius=radius),
+        move,
     )
     calls = []
     backbone_call = model.backbone.call
@@ -478,6 +485,9 @@ def test_shift_consistency_of_a_localization_blind_to_content_is_the_shift(radiu
     # Three glimpses of the whole batch, and glimpse 2 shifted for a quarter of it
     # (glimpse 3 is the last: nothing follows it to refine).
     assert calls == [1600, 1600, 400, 1600]
+    if move[0]:  # glimpse 2 sits in the corner, against both edges
+        corner = y_pred["glimpse_params"].numpy()[:, 1]
+        np.testing.assert_allclose(corner[:, 1:], [[0.65, -0.65]] * 1600, atol=1e-3)
     (loss,) = model.losses
     np.testing.assert_allclose(float(loss), 2.0 * 2 * radius**2 / 3, rtol=0.06)
     labels = np.arange(1600) % 5

@@ -84,7 +84,9 @@ class LocalizationHead(keras.layers.Layer):
     def build(self, features_shape):
         self.dense.build(features_shape)
 
-    def call(self, features, previous=None):
+    def call(self, features, previous=None, clip=True):
+        """(B, 3) (s, x, y) of the next glimpse. `clip=False` (relative placement
+        only) leaves the centre where the move takes it, even outside the image."""
         if self.rescale_at == "input":
             raw = ops.sigmoid(self.dense(self.rescale(features)))
         else:
@@ -100,8 +102,10 @@ class LocalizationHead(keras.layers.Layer):
                     "(s, x, y) of the glimpse just taken"
                 )
             previous = ops.stop_gradient(ops.cast(previous, scale.dtype))
-            limit = 1.0 - scale
-            centre = ops.clip(previous[:, 1:3] + move * previous[:, 0:1], -limit, limit)
+            centre = previous[:, 1:3] + move * previous[:, 0:1]
+            if clip:
+                limit = 1.0 - scale
+                centre = ops.clip(centre, -limit, limit)
         return ops.concatenate([scale, centre], axis=-1)
 
     def compute_output_shape(self, features_shape):
