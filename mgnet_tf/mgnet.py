@@ -107,7 +107,7 @@ class MGNet(keras.Model):
             proposes from there must reach the same next centre as from the unshifted
             glimpse (squared error in half sides, before the image's edge clips either,
             the unshifted proposal a fixed target; the earlier glimpses' tokens are
-            held fixed). Only the shifted
+            held fixed; only shifted windows inside the image count). Only the shifted
             glimpse's content tells the offset, so the loss
             cannot be met by placing from the first glimpse alone. Needs
             `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
@@ -478,7 +478,11 @@ class MGNet(keras.Model):
             squared distance, in half sides of the glimpse, between the next centre
             proposed from the shifted glimpse and the one proposed from `fused` (held
             fixed), both before the image's edge clips them: clipped, a glimpse pushed
-            against the edge would meet the loss without reading anything.
+            against the edge would meet the loss without reading anything. Only the
+            images whose shifted window stays inside the image count: one that
+            crosses the edge shows the sampler's zero padding, a cue of the shift
+            that has nothing to do with the item (a run without this rule sent every
+            glimpse into a corner).
         """
         batch = ops.shape(images)[0]
         count = max(batch // 4, 1) if isinstance(batch, int) else ops.maximum(batch // 4, 1)
@@ -508,8 +512,9 @@ class MGNet(keras.Model):
         target = ops.stop_gradient(
             ops.cast(self.localization(fused[:count], taken, clip=False), "float32")
         )
-        error = (moved[:, 1:3] - target[:, 1:3]) / half
-        return ops.mean(ops.sum(ops.square(error), axis=-1))
+        error = ops.sum(ops.square((moved[:, 1:3] - target[:, 1:3]) / half), axis=-1)
+        inside = window_inside_image(shifted)
+        return ops.sum(error * inside) / ops.maximum(ops.sum(inside), 1.0)
 
     def normalize(self, images):
         """Maps [0, 1] pixels to the backbone's input scale: (x - mean) / std."""
@@ -694,6 +699,14 @@ def head_initializer(name):
             2.0, mode="fan_in", distribution="untruncated_normal"
         )
     return "glorot_uniform"
+
+
+def window_inside_image(params, tolerance=1e-4):
+    """(B,) 1.0 where the window (s, x, y) lies inside the image ([-1, 1] on both
+    axes: |x| + s <= 1 and |y| + s <= 1), else 0.0."""
+    params = ops.convert_to_tensor(params, "float32")
+    reach = ops.abs(params[:, 1:3]) + params[:, 0:1]
+    return ops.cast(ops.all(reach <= 1.0 + tolerance, axis=-1), "float32")
 
 
 def _replicas_in_sync():
