@@ -107,7 +107,8 @@ class MGNet(keras.Model):
             proposes from there must reach the same next centre as from the unshifted
             glimpse (squared error in half sides, before the image's edge clips either,
             the unshifted proposal a fixed target; the earlier glimpses' tokens are
-            held fixed; only shifted windows inside the image count). Only the shifted
+            held fixed; only glimpses that every allowed shift keeps inside the
+            image count). Only the shifted
             glimpse's content tells the offset, so the loss
             cannot be met by placing from the first glimpse alone. Needs
             `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
@@ -479,10 +480,12 @@ class MGNet(keras.Model):
             proposed from the shifted glimpse and the one proposed from `fused` (held
             fixed), both before the image's edge clips them: clipped, a glimpse pushed
             against the edge would meet the loss without reading anything. Only the
-            images whose shifted window stays inside the image count: one that
-            crosses the edge shows the sampler's zero padding, a cue of the shift
-            that has nothing to do with the item (a run without this rule sent every
-            glimpse into a corner).
+            images whose window stays inside the image under every shift the draw
+            allows count: a window across the edge shows the sampler's zero
+            padding, a cue of the shift that has nothing to do with the item, and
+            keeping only the shifted windows that happen to stay inside would bias
+            the shifts towards the middle, so that the loss pushes every proposal
+            outwards (runs with either sent every glimpse into a corner).
         """
         batch = ops.shape(images)[0]
         count = max(batch // 4, 1) if isinstance(batch, int) else ops.maximum(batch // 4, 1)
@@ -513,7 +516,11 @@ class MGNet(keras.Model):
             ops.cast(self.localization(fused[:count], taken, clip=False), "float32")
         )
         error = ops.sum(ops.square((moved[:, 1:3] - target[:, 1:3]) / half), axis=-1)
-        inside = window_inside_image(shifted)
+        # Every shift the draw allows keeps the window inside the image.
+        reach = ops.concatenate(
+            [half * (1.0 + self.shift_consistency_radius), taken[:, 1:3]], axis=-1
+        )
+        inside = window_inside_image(reach)
         return ops.sum(error * inside) / ops.maximum(ops.sum(inside), 1.0)
 
     def normalize(self, images):
