@@ -105,15 +105,14 @@ class MGNet(keras.Model):
             `shift_consistency_radius` of its half side per axis) while its positional
             code still says the unshifted place, and the move the localization network
             proposes from there must reach the same next centre as from the unshifted
-            glimpse (squared error in half sides, before the image's edge clips either,
-            the unshifted proposal a fixed target; the earlier glimpses' tokens are
-            held fixed; only glimpses that every allowed shift keeps inside the
-            image count). Only the shifted
-            glimpse's content tells the offset, so the loss
-            cannot be met by placing from the first glimpse alone. Needs
+            glimpse (squared error in half sides; details in
+            `shift_consistency_error`). Only the shifted glimpse's content tells the
+            offset, so the loss cannot be met by placing from the first glimpse
+            alone. Needs
             `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
-            re-scaling (`rescale_at="output"`). No box labels are used. 0 turns it off
-            (no extra backbone pass).
+            re-scaling (`rescale_at="output"`). No box labels are used. Costs two
+            extra backbone passes on a quarter of the batch per glimpse 2..T-1. 0
+            turns it off (no extra backbone pass).
         shift_consistency_radius: float in (0, 1], the largest shift per axis as a
             fraction of the glimpse's half side.
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
@@ -408,9 +407,7 @@ class MGNet(keras.Model):
                 taken, params = params, self.localization(out["fused"], params)
                 if training and self.shift_consistency > 0 and step > 0:
                     consistency.append(
-                        self.shift_consistency_error(
-                            images, tokens, taken, out["fused"], training
-                        )
+                        self.shift_consistency_error(images, tokens, taken, training)
                     )
         if consistency:
             self.add_loss(self.shift_consistency * ops.mean(ops.stack(consistency)))
@@ -463,32 +460,36 @@ class MGNet(keras.Model):
             "fused": fused,
         }
 
-    def shift_consistency_error(self, images, tokens, taken, fused, training=None):
+    def shift_consistency_error(self, images, tokens, taken, training=None):
         """The shift-consistency loss at one glimpse (see `shift_consistency`).
 
         Args:
             images: normalized images (B, H, W, C).
             tokens: (B, t, D + 3), the tokens up to the glimpse just taken.
             taken: (B, 3), where that glimpse was taken.
-            fused: (B, D + 3), the fused feature after it, from which the localization
-                network proposes the next glimpse.
             training: bool, training mode.
 
         Returns:
             Scalar: the mean over a quarter of the batch (at least one image) of the
             squared distance, in half sides of the glimpse, between the next centre
-            proposed from the shifted glimpse and the one proposed from `fused` (held
-            fixed), both before the image's edge clips them: clipped, a glimpse pushed
+            proposed from the glimpse shifted by d and that proposed from the glimpse
+            where it was, minus d. Both proposals are made the same way (the glimpse
+            sampled again at its place, the earlier tokens held fixed, the positional
+            code the unshifted place) and the gradient flows through both, so the
+            loss trains only their difference, how the proposal follows what the
+            glimpse shows (moving every proposal alike does not change it). Both
+            are taken before the image's edge clips them: clipped, a glimpse pushed
             against the edge would meet the loss without reading anything. Only the
             images whose window stays inside the image under every shift the draw
-            allows count: a window across the edge shows the sampler's zero
-            padding, a cue of the shift that has nothing to do with the item, and
-            keeping only the shifted windows that happen to stay inside would bias
-            the shifts towards the middle, so that the loss pushes every proposal
-            outwards (runs with either sent every glimpse into a corner).
+            allows count: a window across the edge shows the sampler's zero padding,
+            a cue of the shift that has nothing to do with the item, and keeping only
+            the shifted windows that happen to stay inside would bias the shifts
+            towards the middle. (Runs with a fixed unshifted target, or with either
+            edge rule missing, sent every glimpse into a corner.)
         """
         batch = ops.shape(images)[0]
         count = max(batch // 4, 1) if isinstance(batch, int) else ops.maximum(batch // 4, 1)
+        images = images[:count]
         taken = ops.stop_gradient(ops.cast(taken[:count], "float32"))
         half = taken[:, 0:1]
         offset = keras.random.uniform(
@@ -498,24 +499,23 @@ class MGNet(keras.Model):
             seed=self._shift_seed,
         )
         shifted = ops.concatenate([half, taken[:, 1:3] + offset * half], axis=-1)
-        features = self.backbone(self.sampler(images[:count], shifted), training=training)
-        # The positional code says the unshifted place: only the content shows the shift.
-        code = ops.cast(taken, features.dtype)
-        token = ops.expand_dims(ops.concatenate([features, code], axis=-1), 1)
         # The earlier glimpses are context only: the loss trains the reading of this one.
         earlier = ops.stop_gradient(tokens[:count, :-1])
-        shifted_fused = self.fusion(
-            ops.concatenate([earlier, token], axis=1), training=training
-        )
-        moved = ops.cast(self.localization(shifted_fused, shifted, clip=False), "float32")
-        if self.rescale_at == "output" and self.grad_scale > 0:
-            # The same values, with eq. 5's factor undone for this loss's gradient.
-            free = moved / self.grad_scale
-            moved = free + ops.stop_gradient(moved - free)
-        target = ops.stop_gradient(
-            ops.cast(self.localization(fused[:count], taken, clip=False), "float32")
-        )
-        error = ops.sum(ops.square((moved[:, 1:3] - target[:, 1:3]) / half), axis=-1)
+
+        def centre(where):
+            features = self.backbone(self.sampler(images, where), training=training)
+            # The positional code says the unshifted place: only the content shows d.
+            code = ops.cast(taken, features.dtype)
+            token = ops.expand_dims(ops.concatenate([features, code], axis=-1), 1)
+            fused = self.fusion(ops.concatenate([earlier, token], axis=1), training=training)
+            proposal = ops.cast(self.localization(fused, where, clip=False), "float32")
+            if self.rescale_at == "output" and self.grad_scale > 0:
+                # The same values, with eq. 5's factor undone for this loss's gradient.
+                free = proposal / self.grad_scale
+                proposal = free + ops.stop_gradient(proposal - free)
+            return proposal[:, 1:3]
+
+        error = ops.sum(ops.square((centre(shifted) - centre(taken)) / half), axis=-1)
         # Every shift the draw allows keeps the window inside the image.
         reach = ops.concatenate(
             [half * (1.0 + self.shift_consistency_radius), taken[:, 1:3]], axis=-1

@@ -477,9 +477,9 @@ def test_shift_consistency_of_a_localization_blind_to_content_is_the_shift(radiu
     backbone_call = model.backbone.call
     model.backbone.call = lambda x, *a, **k: calls.append(x.shape[0]) or backbone_call(x, *a, **k)
     y_pred = model(images, training=True)
-    # Three glimpses of the whole batch, and glimpse 2 shifted for a quarter of it
-    # (glimpse 3 is the last: nothing follows it to refine).
-    assert calls == [1600, 1600, 400, 1600]
+    # Three glimpses of the whole batch, and glimpse 2 shifted and again in place for a
+    # quarter of it (glimpse 3 is the last: nothing follows it to refine).
+    assert calls == [1600, 1600, 400, 400, 1600]
     (loss,) = model.losses
     np.testing.assert_allclose(float(loss), 2.0 * 2 * radius**2 / 3, rtol=0.06)
     labels = np.arange(1600) % 5
