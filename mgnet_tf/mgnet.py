@@ -108,8 +108,7 @@ class MGNet(keras.Model):
             glimpse (squared error in half sides; details in
             `shift_consistency_error`). Only the shifted glimpse's content tells the
             offset, so the loss cannot be met by placing from the first glimpse
-            alone. Needs
-            `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
+            alone. Needs `placement="relative"` and T >= 3; its gradient bypasses eq. 5's
             re-scaling (`rescale_at="output"`). No box labels are used. Costs two
             extra backbone passes on a quarter of the batch per glimpse 2..T-1. 0
             turns it off (no extra backbone pass).
@@ -509,11 +508,7 @@ class MGNet(keras.Model):
             token = ops.expand_dims(ops.concatenate([features, code], axis=-1), 1)
             fused = self.fusion(ops.concatenate([earlier, token], axis=1), training=training)
             proposal = ops.cast(self.localization(fused, where, clip=False), "float32")
-            if self.rescale_at == "output" and self.grad_scale > 0:
-                # The same values, with eq. 5's factor undone for this loss's gradient.
-                free = proposal / self.grad_scale
-                proposal = free + ops.stop_gradient(proposal - free)
-            return proposal[:, 1:3]
+            return self._past_rescaling(proposal)[:, 1:3]
 
         error = ops.sum(ops.square((centre(shifted) - centre(taken)) / half), axis=-1)
         # Every shift the draw allows keeps the window inside the image.
@@ -591,17 +586,21 @@ class MGNet(keras.Model):
         # Keras sums gradients over replicas; scale so the sum is the global mean.
         return loss / _replicas_in_sync()
 
+    def _past_rescaling(self, params):
+        """`params` (glimpse parameters out of the localization network) unchanged,
+        with eq. 5's factor undone for the gradient of a loss taken on them: its
+        gradient reaches the localization layer unscaled. Identity unless the
+        re-scaling follows the sigmoid (`rescale_at="output"`) with a factor > 0."""
+        if self.rescale_at != "output" or self.grad_scale <= 0:
+            return params
+        free = params / self.grad_scale
+        return free + ops.stop_gradient(params - free)
+
     def _size_penalty(self, scales, last_cross_entropy):
         """Per-example size penalty of `size_penalty_mode`, from the glimpse sides
         `scales` (B, t) and the cross-entropy after the last glimpse (B,)."""
-        if (
-            not self.size_penalty_rescaled
-            and self.rescale_at == "output"
-            and self.grad_scale > 0
-        ):
-            # The same values, with d/dscales undone by 1 / grad_scale.
-            free = scales / self.grad_scale
-            scales = free + ops.stop_gradient(scales - free)
+        if not self.size_penalty_rescaled:
+            scales = self._past_rescaling(scales)
         if self.size_penalty_mode == "all":
             # Only learned glimpses; the first is the fixed identity.
             return ops.mean(ops.square(scales[:, 1:] - self.scale_min), axis=1)
