@@ -118,10 +118,11 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "placement",
     None,
-    ["absolute", "relative"],
+    ["absolute", "relative", "spatial"],
     "Where the localization network puts a glimpse's centre: anywhere in the image "
     "(absolute: eq. 4, the official code) or as a move from the glimpse just taken "
-    f"(relative) ({_PRESET}).",
+    "(relative; spatial: that move plus a soft-argmax over the glimpse's feature map, "
+    f"ours) ({_PRESET}).",
 )
 flags.DEFINE_float(
     "shift_consistency",

@@ -113,7 +113,7 @@ def make_runner(model):
             glimpse_logits.append(out["glimpse_logits"])
             used.append(params)
             if step + 1 < model.num_glimpses:
-                learned = model.localization(out["fused"], params)
+                learned = model.next_glimpse_params(out, params)
                 if mode == "learned" or (mode == "second" and step > 0):
                     params = learned
                 elif mode == "centre":

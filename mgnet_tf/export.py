@@ -204,7 +204,7 @@ def padded_step(model, x, tokens, params, t):
         "probabilities": tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1),
         "params": params,
         "tokens": _put(tf.cast(tokens, tf.float32), t, tf.cast(out["tokens"][:, -1], tf.float32)),
-        "next_params": params if last else tf.cast(model.localization(out["fused"], params), tf.float32),
+        "next_params": params if last else tf.cast(model.next_glimpse_params(out, params), tf.float32),
     }
 
 

@@ -97,7 +97,10 @@ class MGNet(keras.Model):
         placement: "absolute" (eq. 4, the official code: the localization network
             gives each glimpse's centre in the image) or "relative" (the centre of the
             glimpse just taken plus a move of up to its half side; see
-            `LocalizationHead`).
+            `LocalizationHead`) or "spatial" (ours: "relative", plus a move read by
+            a soft-argmax from the backbone's feature map of the glimpse just taken,
+            before its global average pooling; the backbone must end with
+            `GlobalAveragePooling2D`, as every registered one does).
         shift_consistency: float >= 0, weight of a self-supervised loss (ours, not in
             the paper) that teaches the localization network to correct a glimpse from
             what it sees: during training, at every learned glimpse t < T, a quarter of
@@ -318,6 +321,20 @@ class MGNet(keras.Model):
                 "`backbone` must be a registered name or a keras.Model. "
                 f"Received: backbone={backbone!r}"
             )
+        # The spatial placement reads the backbone's last map before pooling; the
+        # sub-model shares the backbone's layers (its weights are the backbone's).
+        self.backbone_map = (
+            _feature_map_model(self.backbone) if placement == "spatial" else None
+        )
+        if self.backbone_map is not None:
+            map_shape = self.backbone_map.compute_output_shape((None, *glimpse_shape))
+            if None in map_shape[1:3] or map_shape[1] * map_shape[2] < 2:
+                raise ValueError(
+                    "placement='spatial' needs a feature map of at least 2 cells to "
+                    f"choose from; a {self.glimpse_size} px glimpse gives the backbone's "
+                    f"map the shape {map_shape[1:]}. Use larger glimpses (a smaller "
+                    "downsample) or another placement"
+                )
         feature_shape = self.backbone.compute_output_shape((None, *glimpse_shape))
         if len(feature_shape) != 2:
             raise ValueError(
@@ -349,6 +366,11 @@ class MGNet(keras.Model):
                 kernel_initializer=kernel,
                 rescale_at=rescale_at,
                 placement=placement,
+                map_channels=(
+                    self.backbone_map.output.shape[-1]
+                    if self.backbone_map is not None
+                    else None
+                ),
                 name="localization",
             )
             if num_glimpses > 1
@@ -403,7 +425,7 @@ class MGNet(keras.Model):
             glimpse_logits.append(out["glimpse_logits"])
             glimpse_params.append(params)
             if step + 1 < steps:
-                taken, params = params, self.localization(out["fused"], params)
+                taken, params = params, self.next_glimpse_params(out, params)
                 if training and self.shift_consistency > 0 and step > 0:
                     consistency.append(
                         self.shift_consistency_error(images, tokens, taken, training)
@@ -423,6 +445,13 @@ class MGNet(keras.Model):
         downsampled."""
         return ops.tile(ops.convert_to_tensor([[1.0, 0.0, 0.0]]), (batch, 1))
 
+    def next_glimpse_params(self, out, params, clip=True):
+        """(B, 3) (s, x, y) of the next glimpse from a `glimpse_step` output `out`
+        and the `params` of the glimpse it took (the localization network, eq. 4)."""
+        return self.localization(
+            out["fused"], params, clip=clip, feature_map=out.get("feature_map")
+        )
+
     def glimpse_step(self, images, tokens, params, training=None):
         """One step of the glimpse loop: the unit an anytime client runs per call.
 
@@ -440,24 +469,34 @@ class MGNet(keras.Model):
             dict of `logits` (B, num_classes), the global classifier after this
             glimpse; `glimpse_logits` (B, num_classes); `tokens` (B, t, feature_dim + 3);
             `fused` (B, feature_dim + 3), the global feature F_t, from which
-            `self.localization(fused, params)` gives glimpse t + 1's (s, x, y) (t < T).
+            `self.localization(fused, params)` gives glimpse t + 1's (s, x, y) (t < T);
+            with placement="spatial" also `feature_map`, the backbone's map of this
+            glimpse before pooling (`next_glimpse_params` takes both).
         """
         if tokens is None and self.glimpse_size == self.image_size:
             glimpse = images  # the identity at full size: sampling would copy it
         else:
             glimpse = self.sampler(images, params)
-        features = self.backbone(glimpse, training=training)
+        feature_map = None
+        if self.backbone_map is not None:
+            feature_map = self.backbone_map(glimpse, training=training)
+            features = ops.mean(feature_map, axis=(1, 2))  # the backbone's own pooling
+        else:
+            features = self.backbone(glimpse, training=training)
         # (s, x, y) is a positional code, not a path for gradients (Section 3).
         position = ops.cast(ops.stop_gradient(params), features.dtype)
         token = ops.expand_dims(ops.concatenate([features, position], axis=-1), 1)
         tokens = token if tokens is None else ops.concatenate([tokens, token], axis=1)
         fused = self.fusion(tokens, training=training)
-        return {
+        out = {
             "logits": self.classifier(fused),
             "glimpse_logits": self.glimpse_classifier(features),
             "tokens": tokens,
             "fused": fused,
         }
+        if feature_map is not None:
+            out["feature_map"] = feature_map
+        return out
 
     def shift_consistency_error(self, images, tokens, taken, training=None):
         """The shift-consistency loss at one glimpse (see `shift_consistency`).
@@ -705,6 +744,18 @@ def head_initializer(name):
             2.0, mode="fan_in", distribution="untruncated_normal"
         )
     return "glorot_uniform"
+
+
+def _feature_map_model(backbone):
+    """The backbone up to its final `GlobalAveragePooling2D`: (B, h, w, C) maps."""
+    last = backbone.layers[-1]
+    if not isinstance(last, keras.layers.GlobalAveragePooling2D):
+        raise ValueError(
+            "placement='spatial' reads the backbone's feature map before its pooling, "
+            "so the backbone must end with a GlobalAveragePooling2D layer. Received: "
+            f"backbone {backbone.name!r} ending with {type(last).__name__} {last.name!r}"
+        )
+    return keras.Model(backbone.inputs, last.input, name=f"{backbone.name}_map")
 
 
 def window_inside_image(params, tolerance=1e-4):

@@ -564,3 +564,126 @@ def test_shift_consistency_needs_relative_placement_and_a_glimpse_to_refine():
     model = _tiny(3, placement="relative", shift_consistency=0.5, shift_consistency_radius=0.3)
     loaded = MGNet.from_config(model.get_config())
     assert (loaded.shift_consistency, loaded.shift_consistency_radius) == (0.5, 0.3)
+
+
+def test_spatial_move_is_the_soft_argmax_of_the_cells_centres():
+    """A 2 x 4 map whose channel 0 is 1 in one cell and 0 elsewhere: with a large score
+    on channel 0 the move is that cell's centre ((2j + 1) / w - 1, (2i + 1) / h - 1 in
+    half sides); with two equally hot cells, their midpoint; with zero scores, the mean
+    of all the centres (no move)."""
+    head = LocalizationHead(placement="spatial", map_channels=3)
+    head.build((None, 7))
+    head.cell_scores.set_weights([np.array([[50.0], [0.0], [0.0]], "float32"), np.zeros(1, "float32")])
+    fmap = np.zeros((3, 2, 4, 3), "float32")
+    fmap[0, 1, 0, 0] = 1.0  # row 1, column 0: (-0.75, 0.5)
+    fmap[1, 0, 3, 0] = 1.0  # row 0, column 3: (0.75, -0.5)
+    fmap[2, 0, 1, 0] = fmap[2, 1, 2, 0] = 1.0  # (-0.25, -0.5) and (0.25, 0.5): (0, 0)
+    fmap[..., 1] = 3.0  # a channel the scores ignore
+    np.testing.assert_allclose(
+        head.spatial_move(tf.constant(fmap)).numpy(),
+        [[-0.75, 0.5], [0.75, -0.5], [0.0, 0.0]],
+        atol=1e-6,
+    )
+    head.cell_scores.set_weights([np.zeros((3, 1), "float32"), np.zeros(1, "float32")])
+    np.testing.assert_allclose(head.spatial_move(tf.constant(fmap)).numpy(), 0.0, atol=1e-7)
+
+
+def test_spatial_placement_adds_the_soft_argmax_to_the_relative_move():
+    rng = np.random.default_rng(2)
+    features = tf.constant(rng.normal(size=(3, 7)).astype("float32"))
+    previous = tf.constant([[0.25, 0.1, -0.2], [1.0, 0.0, 0.0], [0.3, 0.6, 0.4]], tf.float32)
+    fmap = np.zeros((3, 3, 3, 2), "float32")
+    fmap[0, 0, 2, 0] = fmap[1, 2, 0, 0] = fmap[2, 1, 2, 0] = 1.0
+    head = LocalizationHead(grad_scale=0.05, placement="spatial", map_channels=2)
+    relative = LocalizationHead(grad_scale=0.05, placement="relative")
+    head(features, previous, feature_map=tf.constant(fmap))
+    relative(features, previous)
+    relative.set_weights(head.get_weights()[:2])  # the same Dense(3)
+    head.cell_scores.set_weights([np.array([[40.0], [0.0]], "float32"), np.zeros(1, "float32")])
+    cells = np.array([[2 / 3, -2 / 3], [-2 / 3, 2 / 3], [2 / 3, 0.0]])  # (x, y) of the hot cells
+    raw = tf.sigmoid(head.dense(features)).numpy()
+    scale = raw[:, :1] * 0.3 + 0.2
+    move = 2 * raw[:, 1:] - 1 + cells
+    limit = 1 - scale
+    expected = np.clip(previous.numpy()[:, 1:] + move * previous.numpy()[:, :1], -limit, limit)
+    out = head(features, previous, feature_map=tf.constant(fmap)).numpy()
+    np.testing.assert_allclose(out[:, :1], scale, rtol=1e-6)
+    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-5, atol=1e-6)
+    # With zero scores it is the relative placement.
+    head.cell_scores.set_weights([np.zeros((2, 1), "float32"), np.zeros(1, "float32")])
+    np.testing.assert_allclose(
+        head(features, previous, feature_map=tf.constant(fmap)).numpy(),
+        relative(features, previous).numpy(),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="feature_map"):
+        head(features, previous)
+    with pytest.raises(ValueError, match="map_channels"):
+        LocalizationHead(placement="spatial")
+    assert LocalizationHead.from_config(head.get_config()).map_channels == 2
+
+
+@pytest.mark.parametrize("rescale_at", ["output", "input"])
+def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
+    """The soft-argmax's gradient into the feature map (the backbone) and into its
+    score projection is re-scaled by eq. 5's factor, as the Dense(3) output's is."""
+    rng = np.random.default_rng(3)
+    features = tf.constant(rng.normal(size=(2, 5)).astype("float32"))
+    fmap = tf.constant(rng.normal(size=(2, 3, 3, 4)).astype("float32"))
+    previous = tf.constant([[0.3, 0.0, 0.1], [0.25, -0.2, 0.0]], tf.float32)
+    weights = [
+        rng.normal(size=(5, 3)).astype("float32"),
+        np.zeros(3, "float32"),
+        rng.normal(size=(4, 1)).astype("float32"),
+        np.zeros(1, "float32"),
+    ]
+    grads = []
+    for grad_scale in (0.1, 0.02):
+        head = LocalizationHead(grad_scale, placement="spatial", map_channels=4, rescale_at=rescale_at)
+        head(features, previous, feature_map=fmap)
+        head.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(fmap)
+            loss = tf.reduce_sum(head(features, previous, feature_map=fmap)[:, 1:] ** 2)
+        map_grad, score_grad = tape.gradient(loss, [fmap, head.cell_scores.kernel])
+        grads.append((map_grad.numpy(), score_grad.numpy()))
+        assert np.abs(grads[-1][0]).max() > 0
+    for before, after in zip(*grads):
+        np.testing.assert_allclose(before, 5 * after, rtol=1e-4, atol=1e-8)
+
+
+def test_spatial_placement_in_the_model_reads_the_backbones_map(tmp_path):
+    images = np.random.default_rng(4).random((2, 64, 64, 1)).astype("float32")
+    model = _tiny(3, placement="spatial", image_size=64)
+    assert model.localization.map_channels == 128  # the vanilla CNN's last convolution
+    glimpse = model.sampler(model.normalize(images), tf.constant([[0.5, 0.1, -0.2]] * 2))
+    fmap = model.backbone_map(glimpse)
+    # A 32 px glimpse: 28 after the unpadded 5 x 5 convolution, then three poolings.
+    assert tuple(fmap.shape) == (2, 3, 3, 128)
+    # Pooling the map is the backbone's output: the features the model is trained on.
+    np.testing.assert_allclose(
+        np.mean(fmap.numpy(), axis=(1, 2)), model.backbone(glimpse).numpy(), rtol=1e-5, atol=1e-6
+    )
+    # The sub-model shares the backbone's weights: no new variables but the scores.
+    relative = _tiny(3, placement="relative", image_size=64)
+    assert len(model.weights) == len(relative.weights) + 2
+    kernel, _ = model.localization.cell_scores.get_weights()
+    model.localization.cell_scores.set_weights([np.full_like(kernel, 0.3), np.zeros(1, "float32")])
+    out = model(images)["glimpse_params"].numpy()
+    path = str(tmp_path / "spatial.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.placement == "spatial"
+    np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+    with pytest.raises(ValueError, match="placement='relative'"):
+        _tiny(3, placement="spatial", image_size=64, shift_consistency=1.0)
+    with pytest.raises(ValueError, match="at least 2 cells.*16 px"):
+        _tiny(3, placement="spatial")  # a 16 px glimpse: a 1 x 1 map
+
+
+def test_spatial_placement_needs_a_backbone_that_ends_with_average_pooling():
+    inputs = keras.Input((16, 16, 1))
+    flat = keras.layers.Dense(8, name="head")(keras.layers.Flatten()(inputs))
+    backbone = keras.Model(inputs, flat, name="flat_net")
+    with pytest.raises(ValueError, match="GlobalAveragePooling2D.*flat_net"):
+        _tiny(3, backbone=backbone, placement="spatial")

@@ -6,7 +6,7 @@ from keras import ops
 from mgnet_tf.layers.gradient_rescale import GradientRescale
 
 RESCALE_AT = ("output", "input")
-PLACEMENTS = ("absolute", "relative")
+PLACEMENTS = ("absolute", "relative", "spatial")
 
 
 @keras.saving.register_keras_serializable(package="mgnet_tf")
@@ -36,6 +36,18 @@ class LocalizationHead(keras.layers.Layer):
             where it is, so a later glimpse refines the one before. From glimpse 1
             (the whole image) both reach the whole image. Its call takes `previous`,
             the (s, x, y) of the glimpse just taken (no gradient flows into it).
+            "spatial" (ours): "relative", plus a move read from the glimpse's own
+            feature map: a 1x1 projection scores each cell of the backbone's last
+            map before pooling, and the soft-argmax of those scores (the
+            score-weighted mean of the cells' centres, in units of the half side)
+            is added to the move. The map is translation-equivariant where the
+            pooled feature is not, so the head can say "the item is up and to the
+            left of this window's centre" by which cells respond; localization
+            policies that read a spatial map (Saccader, Elsayed et al. 2019) do the
+            same. The projection starts at zero (uniform scores: no move), and the
+            soft-argmax passes eq. 5's re-scaling like the Dense(3) output. Its
+            call also takes `feature_map` (B, h, w, map_channels).
+        map_channels: int, channels of that feature map; needed by "spatial" only.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -54,6 +66,7 @@ class LocalizationHead(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         rescale_at="output",
         placement="absolute",
+        map_channels=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +75,14 @@ class LocalizationHead(keras.layers.Layer):
                 f"Expected placement in {PLACEMENTS}. Received: placement={placement!r}"
             )
         self.placement = placement
+        if placement == "spatial" and not (
+            isinstance(map_channels, int) and map_channels >= 1
+        ):
+            raise ValueError(
+                "LocalizationHead(placement='spatial') needs `map_channels`, the "
+                f"channels of the backbone's feature map. Received: map_channels={map_channels!r}"
+            )
+        self.map_channels = map_channels if placement == "spatial" else None
         if rescale_at not in RESCALE_AT:
             raise ValueError(
                 f"Expected rescale_at in {RESCALE_AT}. Received: rescale_at={rescale_at!r}"
@@ -80,13 +101,40 @@ class LocalizationHead(keras.layers.Layer):
             3, kernel_initializer=self.kernel_initializer, name="dense"
         )
         self.rescale = GradientRescale(grad_scale, name="gradient_rescale")
+        self.cell_scores = (
+            keras.layers.Dense(1, kernel_initializer="zeros", name="cell_scores")
+            if placement == "spatial"
+            else None
+        )
 
     def build(self, features_shape):
         self.dense.build(features_shape)
+        if self.cell_scores is not None:
+            self.cell_scores.build((None, self.map_channels))
 
-    def call(self, features, previous=None, clip=True):
-        """(B, 3) (s, x, y) of the next glimpse. `clip=False` (relative placement
-        only) leaves the centre where the move takes it, even outside the image."""
+    def spatial_move(self, feature_map):
+        """(B, 2) soft-argmax (x, y) of `feature_map` (B, h, w, C) in units of the
+        glimpse's half side: cell (i, j) of an h x w map has its centre at
+        ((2j + 1) / w - 1, (2i + 1) / h - 1), and the scores' softmax weighs them."""
+        height, width = feature_map.shape[1], feature_map.shape[2]
+        if height is None or width is None:
+            raise ValueError(
+                "placement='spatial' needs a feature map of static height and width. "
+                f"Received: shape {feature_map.shape}"
+            )
+        scores = ops.reshape(self.cell_scores(feature_map), (-1, height * width))
+        weights = ops.reshape(ops.softmax(scores, axis=-1), (-1, height, width))
+        weights = ops.cast(weights, "float32")
+        xs = (2.0 * ops.arange(width, dtype="float32") + 1.0) / width - 1.0
+        ys = (2.0 * ops.arange(height, dtype="float32") + 1.0) / height - 1.0
+        x = ops.sum(ops.sum(weights, axis=1) * xs, axis=-1)
+        y = ops.sum(ops.sum(weights, axis=2) * ys, axis=-1)
+        return ops.stack([x, y], axis=-1)
+
+    def call(self, features, previous=None, clip=True, feature_map=None):
+        """(B, 3) (s, x, y) of the next glimpse. `clip=False` (relative and spatial
+        placement) leaves the centre where the move takes it, even outside the
+        image. `feature_map`: the glimpse's map before pooling (spatial only)."""
         if self.rescale_at == "input":
             raw = ops.sigmoid(self.dense(self.rescale(features)))
         else:
@@ -100,6 +148,15 @@ class LocalizationHead(keras.layers.Layer):
                 raise ValueError(
                     "LocalizationHead(placement='relative') needs `previous`, the "
                     "(s, x, y) of the glimpse just taken"
+                )
+            if self.placement == "spatial":
+                if feature_map is None:
+                    raise ValueError(
+                        "LocalizationHead(placement='spatial') needs `feature_map`, the "
+                        "backbone's map of the glimpse just taken, before pooling"
+                    )
+                move = move + ops.cast(
+                    self.rescale(self.spatial_move(feature_map)), move.dtype
                 )
             previous = ops.stop_gradient(ops.cast(previous, scale.dtype))
             centre = previous[:, 1:3] + move * previous[:, 0:1]
@@ -120,6 +177,7 @@ class LocalizationHead(keras.layers.Layer):
                 "scale_max": self.scale_max,
                 "rescale_at": self.rescale_at,
                 "placement": self.placement,
+                "map_channels": self.map_channels,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
