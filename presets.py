@@ -56,6 +56,23 @@ COMMON = {
     "classes_file": None,
 }
 
+# Settings of the localization network and its losses: a run of one glimpse (FF-Net)
+# has none, so they change nothing in it (train.py resumes an FF-Net whose preset
+# changed only these).
+LOCALIZATION_SETTINGS = (
+    "grad_scale",
+    "scale_min",
+    "scale_max",
+    "size_penalty",
+    "size_penalty_mode",
+    "size_penalty_threshold",
+    "size_penalty_rescaled",
+    "rescale_at",
+    "placement",
+    "shift_consistency",
+    "shift_consistency_radius",
+)
+
 PRESETS = {
     "imagenet100": {
         "image_size": 224,  # (paper)

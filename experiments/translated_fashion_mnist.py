@@ -164,10 +164,67 @@ CLASSES = [
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+def recipe(model, epochs=None):
+    """The settings a run of `model` trains with: the preset, the model's flags and
+    the study's --epochs (`epochs`; None: the preset's)."""
+    settings = presets.preset(DATASET)
+    if epochs is not None:
+        settings["epochs"] = epochs
+    for flag in MODELS[model]["flags"]:
+        key, value = flag[2:].split("=", 1)
+        kind = type(settings[key])
+        settings[key] = kind(float(value)) if kind in (int, float) else value
+    return settings
+
+
+def stale_settings(config_path, model, epochs=None):
+    """The recipe settings in which the run of `config_path` differs from today's
+    (`recipe`), as 'key=theirs (preset: ours)'. A setting the run does not record
+    (an option added since) counts as COMMON's value, the default it was added with;
+    a run of one glimpse ignores the localization's settings (it has none)."""
+    with open(config_path) as f:
+        saved = json.load(f)
+    ours = recipe(model, epochs)
+    skip = presets.LOCALIZATION_SETTINGS if ours["num_glimpses"] == 1 else ()
+
+    def same(a, b):
+        if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+            return a is not None and b is not None and len(a) == len(b) and all(
+                same(x, y) for x, y in zip(a, b)
+            )
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+        return a == b
+
+    return [
+        f"{key}={saved.get(key, presets.COMMON.get(key))!r} (preset: {value!r})"
+        for key, value in sorted(ours.items())
+        if key not in skip
+        and not same(saved.get(key, presets.COMMON.get(key)), value)
+    ]
+
+
+def check_recipe(name, model, directory):
+    """Refuses a finished or stored run trained with another recipe than today's."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.exists(config_path):
+        return
+    stale = stale_settings(config_path, model, FLAGS.epochs)
+    if stale:
+        raise app.UsageError(
+            f"{directory} holds run {name} trained with another recipe than today's "
+            f"preset: {', '.join(stale)}. Move it aside (e.g. rename the directory to "
+            f"{os.path.basename(directory)}-<recipe>) so that the study trains it "
+            "again, or pass --overwrite"
+        )
+
+
 def train(name, timings):
     model, seed = runs()[name]
     model_dir = os.path.join(FLAGS.output_dir, name)
     stored = os.path.join(FLAGS.store_dir, name)
+    for directory in (model_dir, stored, os.path.join(stored, UNFINISHED)):
+        check_recipe(name, model, directory)
     if not os.path.exists(os.path.join(model_dir, "final.keras")) and all(
         os.path.exists(os.path.join(stored, f)) for f in STORED_FILES
     ):

@@ -104,6 +104,42 @@ def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_di
     assert not unfinished.exists()
 
 
+def test_study_names_a_stored_run_of_another_recipe(tmp_path):
+    """A run trained with an older preset is not restored as if it were today's: the
+    study names the settings that differ (an FF-Net is not held to the localization's,
+    which it does not have; an option the run predates counts as its default)."""
+    sys.path.insert(0, REPO)
+    import presets  # noqa: PLC0415
+
+    today = presets.preset("translated_fashion_mnist")
+    runs = {
+        "same": dict(today),
+        "older": {k: v for k, v in today.items() if k != "shift_consistency"},
+        "placed": {**today, "placement": "elsewhere"},
+        "shorter": {**today, "epochs": 3},
+        "ff": {**today, "num_glimpses": 1, "downsample": 1.0, "placement": "elsewhere"},
+        "ff_glimpses": {**today, "num_glimpses": 5, "downsample": 1.0},
+    }
+    for name, config in runs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    code = (
+        "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
+        "import translated_fashion_mnist as study\n"
+        f"d = {str(tmp_path)!r}\n"
+        "out = {n: study.stale_settings(f'{d}/{n}.json', m) for n, m in "
+        "[('same', 'mgnet'), ('older', 'mgnet'), ('placed', 'mgnet'), ('shorter', 'mgnet'), "
+        "('ff', 'ff'), ('ff_glimpses', 'ff')]}\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["same"] == [] and out["older"] == [] and out["ff"] == []
+    assert out["placed"] == [f"placement='elsewhere' (preset: {today['placement']!r})"]
+    assert out["shorter"] == [f"epochs=3 (preset: {today['epochs']})"]
+    assert out["ff_glimpses"] == ["num_glimpses=5 (preset: 1)"]
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -305,6 +305,25 @@ def test_resume_elsewhere_may_change_the_data_dir_and_drop_init_from(tmp_path):
         train.prepare_model_dir(str(model_dir), {**config, "alpha": 0.5}, False)
 
 
+def test_an_ff_net_resumes_when_only_the_localization_settings_changed(tmp_path):
+    """FF-Net (one glimpse) has no localization network: a preset's new placement or
+    size penalty changes nothing in it, so its interrupted run resumes; an MGNet's
+    does not, and neither does a change of the number of glimpses."""
+    model_dir = tmp_path / "run"
+    (model_dir / "backup").mkdir(parents=True)
+    saved = {"num_glimpses": 1, "placement": "absolute", "size_penalty": 0.3, "alpha": 0.6}
+    checkpoints.write_json(saved, str(model_dir / "config.json"))
+    changed = {**saved, "placement": "spatial", "size_penalty": 0.1}
+    assert train.prepare_model_dir(str(model_dir), changed, False) == "resume"
+    with pytest.raises(app.UsageError, match=r"--alpha=0.5 \(the run has 0.6\)"):
+        train.prepare_model_dir(str(model_dir), {**changed, "alpha": 0.5}, False)
+    with pytest.raises(app.UsageError, match=r"--num_glimpses=5 \(the run has 1\)"):
+        train.prepare_model_dir(str(model_dir), {**changed, "num_glimpses": 5}, False)
+    checkpoints.write_json({**saved, "num_glimpses": 5}, str(model_dir / "config.json"))
+    with pytest.raises(app.UsageError, match=r"--placement=spatial \(the run has absolute\)"):
+        train.prepare_model_dir(str(model_dir), {**changed, "num_glimpses": 5}, False)
+
+
 def test_init_from_a_missing_or_other_model_names_the_flag(run_train, tmp_path, idx_dir):
     data = ("--dataset=translated_mnist", f"--data_dir={idx_dir}")
     with pytest.raises(app.UsageError, match=r"--init_from=.*nowhere.keras does not exist"):
