@@ -171,9 +171,16 @@ def recipe(model, epochs=None):
     if epochs is not None:
         settings["epochs"] = epochs
     for flag in MODELS[model]["flags"]:
-        key, value = flag[2:].split("=", 1)
-        kind = type(settings[key])
-        settings[key] = kind(float(value)) if kind in (int, float) else value
+        key, value = flag[2:].split("=", 1) if "=" in flag else (flag[2:], None)
+        if value is None:  # --name / --noname: a boolean
+            key, value = (key[2:], False) if key.startswith("no") and key[2:] in settings else (key, True)
+        elif isinstance(settings.get(key), bool):
+            value = value.lower() in ("1", "true")
+        elif isinstance(settings.get(key), (int, float)):
+            value = type(settings[key])(float(value))
+        elif key not in settings:
+            raise ValueError(f"MODELS[{model!r}] sets --{key}, which no preset has")
+        settings[key] = value
     return settings
 
 
@@ -214,8 +221,9 @@ def check_recipe(name, model, directory):
         raise app.UsageError(
             f"{directory} holds run {name} trained with another recipe than today's "
             f"preset: {', '.join(stale)}. Move it aside (e.g. rename the directory to "
-            f"{os.path.basename(directory)}-<recipe>) so that the study trains it "
-            "again, or pass --overwrite"
+            f"{os.path.basename(os.path.normpath(directory))}-<recipe>; --overwrite "
+            "only replaces the runs in --output_dir, not the store) so that the study "
+            "trains it again"
         )
 
 

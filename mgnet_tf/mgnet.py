@@ -99,8 +99,10 @@ class MGNet(keras.Model):
             glimpse just taken plus a move of up to its half side; see
             `LocalizationHead`) or "spatial" (ours: "relative", plus a move read by
             a soft-argmax from the backbone's feature map of the glimpse just taken,
-            before its global average pooling; the backbone must end with
-            `GlobalAveragePooling2D`, as every registered one does).
+            before its global average pooling; the backbone must end with a
+            channels-last `GlobalAveragePooling2D`, as the vanilla CNN, the ResNets
+            and most `keras_app:` models do). With one glimpse (FF-Net) there is no
+            localization and the placement changes nothing.
         shift_consistency: float >= 0, weight of a self-supervised loss (ours, not in
             the paper) that teaches the localization network to correct a glimpse from
             what it sees: during training, at every learned glimpse t < T, a quarter of
@@ -322,9 +324,13 @@ class MGNet(keras.Model):
                 f"Received: backbone={backbone!r}"
             )
         # The spatial placement reads the backbone's last map before pooling; the
-        # sub-model shares the backbone's layers (its weights are the backbone's).
+        # sub-model shares the backbone's layers (its weights are the backbone's,
+        # saved once under `backbone`: Keras walks attributes in sorted order, so keep
+        # this name sorting after "backbone").
         self.backbone_map = (
-            _feature_map_model(self.backbone) if placement == "spatial" else None
+            _feature_map_model(self.backbone)
+            if placement == "spatial" and num_glimpses > 1
+            else None
         )
         if self.backbone_map is not None:
             map_shape = self.backbone_map.compute_output_shape((None, *glimpse_shape))
@@ -461,17 +467,17 @@ class MGNet(keras.Model):
                 tokens of the glimpses taken so far, oldest first (this method's
                 earlier `tokens` output).
             params: (B, 3) (s, x, y) where this glimpse looks: `first_glimpse_params`
-                at the first glimpse, else `self.localization(fused, params)` of the
-                earlier step's `fused` and `params`.
+                at the first glimpse, else `self.next_glimpse_params(out, params)` of
+                the earlier step's output and `params`.
             training: bool, training mode.
 
         Returns:
             dict of `logits` (B, num_classes), the global classifier after this
             glimpse; `glimpse_logits` (B, num_classes); `tokens` (B, t, feature_dim + 3);
-            `fused` (B, feature_dim + 3), the global feature F_t, from which
-            `self.localization(fused, params)` gives glimpse t + 1's (s, x, y) (t < T);
-            with placement="spatial" also `feature_map`, the backbone's map of this
-            glimpse before pooling (`next_glimpse_params` takes both).
+            `fused` (B, feature_dim + 3), the global feature F_t; with
+            placement="spatial" also `feature_map`, the backbone's map of this glimpse
+            before pooling. `self.next_glimpse_params(out, params)` gives glimpse
+            t + 1's (s, x, y) from them (t < T).
         """
         if tokens is None and self.glimpse_size == self.image_size:
             glimpse = images  # the identity at full size: sampling would copy it
@@ -749,11 +755,16 @@ def head_initializer(name):
 def _feature_map_model(backbone):
     """The backbone up to its final `GlobalAveragePooling2D`: (B, h, w, C) maps."""
     last = backbone.layers[-1]
-    if not isinstance(last, keras.layers.GlobalAveragePooling2D):
+    if not (
+        isinstance(last, keras.layers.GlobalAveragePooling2D)
+        and last.data_format == "channels_last"
+        and not last.keepdims
+    ):
         raise ValueError(
             "placement='spatial' reads the backbone's feature map before its pooling, "
-            "so the backbone must end with a GlobalAveragePooling2D layer. Received: "
-            f"backbone {backbone.name!r} ending with {type(last).__name__} {last.name!r}"
+            "so the backbone must end with a channels-last GlobalAveragePooling2D "
+            f"layer (keepdims=False). Received: backbone {backbone.name!r} ending with "
+            f"{type(last).__name__} {last.name!r}"
         )
     return keras.Model(backbone.inputs, last.input, name=f"{backbone.name}_map")
 

@@ -140,6 +140,33 @@ def test_study_names_a_stored_run_of_another_recipe(tmp_path):
     assert out["ff_glimpses"] == ["num_glimpses=5 (preset: 1)"]
 
 
+def test_the_committed_study_runs_are_of_todays_recipe():
+    """Every run kept in the study's store (finished or unfinished) was trained with
+    today's preset, or the study would refuse to restore it."""
+    store = os.path.join(REPO, "experiments", "results", "translated_fashion_mnist")
+    configs = sorted(
+        os.path.relpath(os.path.join(root, "config.json"), store)
+        for root, _, files in os.walk(store)
+        if "config.json" in files
+    )
+    assert configs, store
+    code = (
+        "import sys, json, os; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
+        "import translated_fashion_mnist as study\n"
+        f"store = {store!r}\n"
+        "out = {}\n"
+        f"for path in {configs!r}:\n"
+        "    model = path.split(os.sep)[0].split('_seed')[0]  # mgnet_seed1 -> mgnet\n"
+        "    out[path] = study.stale_settings(os.path.join(store, path), model)\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(out) == set(configs)
+    assert out == {path: [] for path in configs}
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -625,8 +625,8 @@ def test_spatial_placement_adds_the_soft_argmax_to_the_relative_move():
 
 @pytest.mark.parametrize("rescale_at", ["output", "input"])
 def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
-    """The soft-argmax's gradient into the feature map (the backbone) and into its
-    score projection is re-scaled by eq. 5's factor, as the Dense(3) output's is."""
+    """Eq. 5's factor re-scales the soft-argmax's gradient into the feature map (the
+    backbone), and into its score projection where the re-scaling sits after it."""
     rng = np.random.default_rng(3)
     features = tf.constant(rng.normal(size=(2, 5)).astype("float32"))
     fmap = tf.constant(rng.normal(size=(2, 3, 3, 4)).astype("float32"))
@@ -648,8 +648,12 @@ def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
         map_grad, score_grad = tape.gradient(loss, [fmap, head.cell_scores.kernel])
         grads.append((map_grad.numpy(), score_grad.numpy()))
         assert np.abs(grads[-1][0]).max() > 0
-    for before, after in zip(*grads):
-        np.testing.assert_allclose(before, 5 * after, rtol=1e-4, atol=1e-8)
+    (map_before, score_before), (map_after, score_after) = grads
+    # The gradient into the backbone's map is re-scaled either way; the projection's
+    # own only where the re-scaling follows it ("output"), as for the Dense(3) layer.
+    np.testing.assert_allclose(map_before, 5 * map_after, rtol=1e-4, atol=1e-8)
+    factor = 5 if rescale_at == "output" else 1
+    np.testing.assert_allclose(score_before, factor * score_after, rtol=1e-4, atol=1e-8)
 
 
 def test_spatial_placement_in_the_model_reads_the_backbones_map(tmp_path):
@@ -675,6 +679,18 @@ def test_spatial_placement_in_the_model_reads_the_backbones_map(tmp_path):
     loaded = keras.saving.load_model(path)
     assert loaded.placement == "spatial"
     np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+    # The loop hands each glimpse's own map to the next placement: glimpse 2 is
+    # where the head puts it from glimpse 1's fused feature and map (the whole image).
+    normalized = model.normalize(images)
+    first = model.glimpse_step(normalized, None, model.first_glimpse_params(2))
+    whole = model.sampler(normalized, model.first_glimpse_params(2))
+    by_hand = model.localization(
+        first["fused"], model.first_glimpse_params(2), feature_map=model.backbone_map(whole)
+    )
+    np.testing.assert_allclose(out[:, 1], by_hand.numpy(), atol=1e-6)
+    # FF-Net (one glimpse) has no localization: the placement changes nothing.
+    ff = _tiny(1, placement="spatial")
+    assert ff.backbone_map is None and ff.localization is None
     with pytest.raises(ValueError, match="placement='relative'"):
         _tiny(3, placement="spatial", image_size=64, shift_consistency=1.0)
     with pytest.raises(ValueError, match="at least 2 cells.*16 px"):

@@ -44,9 +44,11 @@ class LocalizationHead(keras.layers.Layer):
             pooled feature is not, so the head can say "the item is up and to the
             left of this window's centre" by which cells respond; localization
             policies that read a spatial map (Saccader, Elsayed et al. 2019) do the
-            same. The projection starts at zero (uniform scores: no move), and the
-            soft-argmax passes eq. 5's re-scaling like the Dense(3) output. Its
-            call also takes `feature_map` (B, h, w, map_channels).
+            same. The projection starts at zero (uniform scores: no move). Eq. 5's
+            re-scaling sits where `rescale_at` says, as for the Dense(3) layer:
+            after the soft-argmax ("output": the projection learns `grad_scale`
+            times slower) or on the feature map going in ("input"). Its call also
+            takes `feature_map` (B, h, w, map_channels).
         map_channels: int, channels of that feature map; needed by "spatial" only.
         **kwargs: standard `keras.layers.Layer` arguments.
 
@@ -114,8 +116,13 @@ class LocalizationHead(keras.layers.Layer):
 
     def spatial_move(self, feature_map):
         """(B, 2) soft-argmax (x, y) of `feature_map` (B, h, w, C) in units of the
-        glimpse's half side: cell (i, j) of an h x w map has its centre at
-        ((2j + 1) / w - 1, (2i + 1) / h - 1), and the scores' softmax weighs them."""
+        glimpse's half side: cell (i, j) of an h x w map stands for the point
+        ((2j + 1) / w - 1, (2i + 1) / h - 1), the centre of its share of the window cut
+        evenly into h x w cells, and the scores' softmax weighs them. These are nominal
+        centres: a backbone's receptive fields may sit off them (the vanilla CNN's on a
+        28 px glimpse at +-0.59 instead of +-0.67, a ResNet's nearer each cell's top
+        left); the learned scores and the Dense(3) move absorb such offsets, and with
+        uniform scores (the start) the move is exactly zero."""
         height, width = feature_map.shape[1], feature_map.shape[2]
         if height is None or width is None:
             raise ValueError(
@@ -146,7 +153,7 @@ class LocalizationHead(keras.layers.Layer):
         else:
             if previous is None:
                 raise ValueError(
-                    "LocalizationHead(placement='relative') needs `previous`, the "
+                    f"LocalizationHead(placement={self.placement!r}) needs `previous`, the "
                     "(s, x, y) of the glimpse just taken"
                 )
             if self.placement == "spatial":
@@ -155,9 +162,11 @@ class LocalizationHead(keras.layers.Layer):
                         "LocalizationHead(placement='spatial') needs `feature_map`, the "
                         "backbone's map of the glimpse just taken, before pooling"
                     )
-                move = move + ops.cast(
-                    self.rescale(self.spatial_move(feature_map)), move.dtype
-                )
+                if self.rescale_at == "input":
+                    spatial = self.spatial_move(self.rescale(feature_map))
+                else:
+                    spatial = self.rescale(self.spatial_move(feature_map))
+                move = move + ops.cast(spatial, move.dtype)
             previous = ops.stop_gradient(ops.cast(previous, scale.dtype))
             centre = previous[:, 1:3] + move * previous[:, 0:1]
             if clip:
