@@ -125,6 +125,12 @@ PRESETS = {
         "mean": (0.1307,),
         "std": (0.3081,),
         "initializer": "torch",
+        # (measured, ours) The next centre moved from the glimpse just taken by a
+        # soft-argmax over its feature map: 20 epochs, glimpse 3 4.1 px from the item's
+        # centre with median IoU 0.67 (eq. 4: 8.0 px, 0.49), validation top-1 after 3
+        # glimpses 90.3 against 89.0%, the glimpse classifier on centred glimpses
+        # 90.2 against 88.8% (eq. 4 after 30 epochs; docs/results.md).
+        "placement": "spatial",
     },
 }
 PRESETS["imagenet"] = dict(PRESETS["imagenet100"])

@@ -1,7 +1,7 @@
 """What a trained MGNet loses to where it puts its glimpses: the same model, with its
 glimpses 2..T moved by an oracle onto each item's true box, on translated Fashion-MNIST.
 
-    python experiments/placement_probe.py                     # the study's MGNet seed 1, whole test split
+    python experiments/placement_probe.py                     # MGNet seed 1 of eq. 4's placement (30 epochs), whole test split
     python experiments/placement_probe.py --model=checkpoints/translated_fashion_mnist_mgnet.keras --examples=2000
 
 No training: each condition runs the model's own glimpse loop (`MGNet.glimpse_step`)
@@ -57,7 +57,12 @@ def define_flags():
     flags.DEFINE_string(
         "model",
         os.path.join(
-            common.REPO, "experiments", "results", DATASET, "mgnet_seed1", "final.keras"
+            common.REPO,
+            "experiments",
+            "results",
+            "localization_ablation",
+            "absolute_30ep_seed1",  # the study's MGNet seed 1 before the spatial placement
+            "final.keras",
         ),
         "The trained MGNet (.keras) to probe.",
     )
