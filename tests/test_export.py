@@ -495,3 +495,38 @@ def test_padded_step_follows_a_relative_placement():
         out = padded_step(model, x, tokens, params, t)
         np.testing.assert_allclose(out["params"].numpy(), expected[:, t], atol=1e-5)
         tokens, params = out["tokens"], out["next_params"]
+
+
+def test_a_spatial_placement_model_serves_its_own_glimpse_loop(tmp_path):
+    """With placement='spatial' the next glimpse depends on the map of the glimpse just
+    taken: the served model and the served step (which places the next glimpse inside
+    the call that took this one) give the Keras model's glimpses and probabilities."""
+    model = MGNet(
+        "vanilla_cnn", num_classes=5, image_size=40, num_glimpses=3, downsample=2,
+        channels=3, placement="spatial",
+    )
+    kernel, bias = model.localization.cell_scores.get_weights()
+    rng = np.random.default_rng(5)
+    model.localization.cell_scores.set_weights([rng.normal(0, 20.0, kernel.shape).astype("float32"), bias])
+    images = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    probabilities, boxes = _expected(model, images)
+    export_saved_model(model, str(tmp_path / "saved_model"))
+    loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
+    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities_per_glimpse"].numpy(), probabilities, atol=1e-4)
+    np.testing.assert_allclose(served["glimpse_boxes"].numpy(), boxes, atol=1e-5)
+    tokens = np.zeros((3, 3, model.feature_dim + 3), np.float32)
+    params = np.zeros((3, 3), np.float32)
+    step = np.int32(0)
+    for t in range(3):
+        out = loaded.signatures["glimpse_step"](
+            images=tf.constant(images), tokens=tf.constant(tokens),
+            glimpse_params=tf.constant(params), step=tf.constant(step),
+        )
+        np.testing.assert_allclose(out["probabilities"].numpy(), probabilities[:, t], atol=1e-4)
+        np.testing.assert_allclose(out["glimpse_box"].numpy(), boxes[:, t], atol=1e-5)
+        tokens, params, step = out["tokens"].numpy(), out["glimpse_params"].numpy(), out["step"].numpy()
+    # The soft-argmax moved the glimpses: they are not where the relative move alone puts them.
+    model.localization.cell_scores.set_weights([np.zeros_like(kernel), bias])
+    _, relative_boxes = _expected(model, images)
+    assert np.abs(relative_boxes[:, 1:] - boxes[:, 1:]).max() > 0.05  # of the image side
