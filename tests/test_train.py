@@ -471,7 +471,8 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--global_loss_weights=1,1", "--global_loss_weights=\\[1.0, 1.0\\]"),  # T = 5
         ("--global_loss_weights=1,x,1,1,1", "--global_loss_weights=1,x"),
         ("--downsample=abc", "--downsample=abc"),
-        ("--shift_consistency=1", "--placement=absolute"),  # needs relative placement
+        # Needs the relative placement; the preset's (spatial) is named.
+        ("--shift_consistency=1", "received --placement=spatial"),
         ("--shift_consistency=-1", "--shift_consistency=-1"),
         ("--shift_consistency_radius=0", "--shift_consistency_radius=0"),
     ],
