@@ -104,6 +104,19 @@ def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_di
     assert not unfinished.exists()
 
 
+def _stale_settings(pairs):
+    """{config path: the study's `stale_settings(path, model)`} for (path, model) pairs,
+    in a fresh interpreter (the study's absl flags share names with train.py's)."""
+    code = (
+        "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
+        "import translated_fashion_mnist as study\n"
+        f"print(json.dumps({{p: study.stale_settings(p, m) for p, m in {pairs!r}}}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_study_names_a_stored_run_of_another_recipe(tmp_path):
     """A run trained with an older preset is not restored as if it were today's: the
     study names the settings that differ (an FF-Net is not held to the localization's,
@@ -122,18 +135,10 @@ def test_study_names_a_stored_run_of_another_recipe(tmp_path):
     }
     for name, config in runs.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(config))
-    code = (
-        "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
-        "import translated_fashion_mnist as study\n"
-        f"d = {str(tmp_path)!r}\n"
-        "out = {n: study.stale_settings(f'{d}/{n}.json', m) for n, m in "
-        "[('same', 'mgnet'), ('older', 'mgnet'), ('placed', 'mgnet'), ('shorter', 'mgnet'), "
-        "('ff', 'ff'), ('ff_glimpses', 'ff')]}\n"
-        "print(json.dumps(out))\n"
+    out = _stale_settings(
+        [(str(tmp_path / f"{name}.json"), "ff" if name.startswith("ff") else "mgnet") for name in runs]
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = {os.path.basename(path)[: -len(".json")]: stale for path, stale in out.items()}
     assert out["same"] == [] and out["older"] == [] and out["ff"] == []
     assert out["placed"] == [f"placement='elsewhere' (preset: {today['placement']!r})"]
     assert out["shorter"] == [f"epochs=3 (preset: {today['epochs']})"]
@@ -150,19 +155,11 @@ def test_the_committed_study_runs_are_of_todays_recipe():
         if "config.json" in files
     )
     assert configs, store
-    code = (
-        "import sys, json, os; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
-        "import translated_fashion_mnist as study\n"
-        f"store = {store!r}\n"
-        "out = {}\n"
-        f"for path in {configs!r}:\n"
-        "    model = path.split(os.sep)[0].split('_seed')[0]  # mgnet_seed1 -> mgnet\n"
-        "    out[path] = study.stale_settings(os.path.join(store, path), model)\n"
-        "print(json.dumps(out))\n"
+    # mgnet_seed1/config.json -> mgnet
+    out = _stale_settings(
+        [(os.path.join(store, path), path.split(os.sep)[0].split("_seed")[0]) for path in configs]
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = {os.path.relpath(path, store): stale for path, stale in out.items()}
     assert set(out) == set(configs)
     assert out == {path: [] for path in configs}
 
