@@ -73,6 +73,13 @@ LOCALIZATION_SETTINGS = (
     "shift_consistency_radius",
 )
 
+
+def unused_settings(config):
+    """The settings of `config` that cannot change its run: the localization's, for
+    a run of one glimpse (train.py's resume check, the study's recipe check)."""
+    return LOCALIZATION_SETTINGS if config.get("num_glimpses") == 1 else ()
+
+
 PRESETS = {
     "imagenet100": {
         "image_size": 224,  # (paper)

@@ -360,12 +360,6 @@ _RENAMED_FILES = (
 )
 
 
-def unused_settings(config):
-    """The settings of `config` that cannot change its run: the localization's, for
-    a run of one glimpse."""
-    return presets.LOCALIZATION_SETTINGS if config.get("num_glimpses") == 1 else ()
-
-
 def upgrade_config(saved):
     """A config.json written by an older train.py, in today's names (None stays None)."""
     if saved is None:
@@ -405,7 +399,7 @@ def prepare_model_dir(model_dir, config, overwrite):
         # seeds a new run: a resumed one reads its weights from the backup.
         free = ("strategy", "num_replicas", "backend", "data_dir", "init_from")
         if saved.get("num_glimpses") == config.get("num_glimpses"):
-            free += unused_settings(config)
+            free += presets.unused_settings(config)
         # A setting the saved run does not record (a flag added since) cannot differ.
         changed = sorted(
             k

@@ -192,7 +192,7 @@ def stale_settings(config_path, model, epochs=None):
     with open(config_path) as f:
         saved = json.load(f)
     ours = recipe(model, epochs)
-    skip = presets.LOCALIZATION_SETTINGS if ours["num_glimpses"] == 1 else ()
+    skip = presets.unused_settings(ours)
 
     def same(a, b):
         if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
