@@ -37,6 +37,7 @@ COMMON = {
     "attention_bias": False,  # (paper) eq. 3 has none; official: True
     "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid
     "placement": "absolute",  # (paper, official code) eq. 4: the centre in the image
+    "placement_map": None,  # placement="spatial": the last map before pooling
     # (ours, off by default: not in the paper or the official code) the weight of the
     # shift-consistency loss that teaches a relative localization to correct a glimpse
     # from what it sees (MGNet's docstring; docs/training.md).
@@ -69,6 +70,7 @@ LOCALIZATION_SETTINGS = (
     "size_penalty_rescaled",
     "rescale_at",
     "placement",
+    "placement_map",
     "shift_consistency",
     "shift_consistency_radius",
 )

@@ -124,6 +124,13 @@ flags.DEFINE_enum(
     "(relative; spatial: that move plus a soft-argmax over the glimpse's feature map, "
     f"ours) ({_PRESET}).",
 )
+flags.DEFINE_string(
+    "placement_map",
+    None,
+    "With --placement=spatial: the backbone layer whose map the soft-argmax reads "
+    "(e.g. conv3 for the vanilla CNN: 6 x 6 cells on a 28 px glimpse); empty: the last "
+    f"map before pooling ({_PRESET}).",
+)
 flags.DEFINE_float(
     "shift_consistency",
     None,
@@ -219,6 +226,7 @@ _PRESET_FLAGS = (
     "attention_bias",
     "rescale_at",
     "placement",
+    "placement_map",
     "shift_consistency",
     "shift_consistency_radius",
     "size_penalty_rescaled",
@@ -254,6 +262,8 @@ def resolve_config():
     for name in ("mean", "std"):
         if config[name] is not None:
             config[name] = _floats(name, config[name], "one per channel")
+    # An empty --placement_map= is the last map before pooling.
+    config["placement_map"] = config.get("placement_map") or None
     if config["global_loss_weights"] is not None:
         # An empty --global_loss_weights= is eq. 7's mean.
         weights = _floats("global_loss_weights", config["global_loss_weights"], "one per glimpse")
@@ -315,6 +325,12 @@ def _validate(config):
             )
         )
     checks += [
+        (
+            "placement_map",
+            config["placement_map"] is None or config["placement"] == "spatial",
+            "empty unless --placement=spatial (received "
+            f"--placement={config['placement']})",
+        ),
         ("shift_consistency", config["shift_consistency"] >= 0, "a number >= 0"),
         (
             "shift_consistency",
@@ -334,6 +350,17 @@ def _validate(config):
             raise app.UsageError(
                 f"--{name}={config[name]} is invalid; expected {expected}"
             )
+    if config["placement_map"] is not None and config["num_glimpses"] > 1:
+        # A layer name is checked against the backbone itself, before any data loads.
+        try:
+            MGNet.from_settings(
+                config, num_classes=2, channels=pipelines.spec(config["dataset"]).channels
+            )
+        except ValueError as error:
+            raise app.UsageError(
+                f"--placement_map={config['placement_map']} is invalid: {error}; "
+                "expected a layer of the backbone with a (B, h, w, C) map"
+            ) from None
 
 
 # What a run writes in --model_dir (train.py's and Keras' files).

@@ -103,6 +103,12 @@ class MGNet(keras.Model):
             channels-last `GlobalAveragePooling2D`, as the vanilla CNN, the ResNets
             and most `keras_app:` models do). With one glimpse (FF-Net) there is no
             localization and the placement changes nothing.
+        placement_map: None or the name of a backbone layer with a channels-last
+            (B, h, w, C) output: the map whose cells placement="spatial" scores,
+            instead of the last map before pooling. A finer, earlier map has cells
+            closer together (the vanilla CNN on a 28 px glimpse: "conv3", 6 x 6 cells
+            4 px apart, against the last map's 3 x 3); the backbone's pooled feature is
+            unchanged.
         shift_consistency: float >= 0, weight of a self-supervised loss (ours, not in
             the paper) that teaches the localization network to correct a glimpse from
             what it sees: during training, at every learned glimpse t < T, a quarter of
@@ -172,6 +178,7 @@ class MGNet(keras.Model):
         attention_bias=False,
         rescale_at="output",
         placement="absolute",
+        placement_map=None,
         shift_consistency=0.0,
         shift_consistency_radius=0.5,
         crop_fraction=None,
@@ -275,6 +282,20 @@ class MGNet(keras.Model):
                 f"`placement` must be one of {PLACEMENTS}. Received: placement={placement!r}"
             )
         self.placement = placement
+        if placement_map is not None and not (
+            isinstance(placement_map, str) and placement_map
+        ):
+            raise ValueError(
+                "`placement_map` must be None or the name of a backbone layer. "
+                f"Received: placement_map={placement_map!r}"
+            )
+        if placement_map is not None and placement != "spatial":
+            raise ValueError(
+                "`placement_map` names the map that placement='spatial' reads; it means "
+                f"nothing with placement={placement!r}. Received: "
+                f"placement_map={placement_map!r}"
+            )
+        self.placement_map = placement_map
         if not isinstance(shift_consistency, (int, float)) or shift_consistency < 0:
             raise ValueError(
                 "`shift_consistency` must be a number >= 0. Received: "
@@ -323,24 +344,29 @@ class MGNet(keras.Model):
                 "`backbone` must be a registered name or a keras.Model. "
                 f"Received: backbone={backbone!r}"
             )
-        # The spatial placement reads the backbone's last map before pooling; the
-        # sub-model shares the backbone's layers (its weights are the backbone's,
-        # saved once under `backbone`: Keras walks attributes in sorted order, so keep
-        # this name sorting after "backbone").
+        # The spatial placement reads the backbone's last map before pooling (or the
+        # map of `placement_map`); the sub-model shares the backbone's layers (its
+        # weights are the backbone's, saved once under `backbone`: Keras walks
+        # attributes in sorted order, so keep this name sorting after "backbone").
         self.backbone_map = (
-            _feature_map_model(self.backbone)
+            _feature_map_model(self.backbone, placement_map)
             if placement == "spatial" and num_glimpses > 1
             else None
         )
+        map_channels = None
         if self.backbone_map is not None:
             map_shape = self.backbone_map.compute_output_shape((None, *glimpse_shape))
+            if placement_map is not None:
+                map_shape = map_shape[1]  # (pooled map, placement map)
             if None in map_shape[1:3] or map_shape[1] * map_shape[2] < 2:
                 raise ValueError(
                     "placement='spatial' needs a feature map of at least 2 cells to "
                     f"choose from; a {self.glimpse_size} px glimpse gives the backbone's "
-                    f"map the shape {map_shape[1:]}. Use larger glimpses (a smaller "
-                    "downsample) or another placement"
+                    f"map{'' if placement_map is None else f' at {placement_map!r}'} the "
+                    f"shape {map_shape[1:]}. Use larger glimpses (a smaller downsample), "
+                    "another placement_map or another placement"
                 )
+            map_channels = map_shape[-1]
         feature_shape = self.backbone.compute_output_shape((None, *glimpse_shape))
         if len(feature_shape) != 2:
             raise ValueError(
@@ -372,11 +398,7 @@ class MGNet(keras.Model):
                 kernel_initializer=kernel,
                 rescale_at=rescale_at,
                 placement=placement,
-                map_channels=(
-                    self.backbone_map.output.shape[-1]
-                    if self.backbone_map is not None
-                    else None
-                ),
+                map_channels=map_channels,
                 name="localization",
             )
             if num_glimpses > 1
@@ -485,8 +507,10 @@ class MGNet(keras.Model):
             glimpse = self.sampler(images, params)
         feature_map = None
         if self.backbone_map is not None:
-            feature_map = self.backbone_map(glimpse, training=training)
-            features = ops.mean(feature_map, axis=(1, 2))  # the backbone's own pooling
+            last_map = feature_map = self.backbone_map(glimpse, training=training)
+            if self.placement_map is not None:
+                last_map, feature_map = feature_map
+            features = ops.mean(last_map, axis=(1, 2))  # the backbone's own pooling
         else:
             features = self.backbone(glimpse, training=training)
         # (s, x, y) is a positional code, not a path for gradients (Section 3).
@@ -698,6 +722,7 @@ class MGNet(keras.Model):
                 "attention_bias": self.attention_bias,
                 "rescale_at": self.rescale_at,
                 "placement": self.placement,
+                "placement_map": self.placement_map,
                 "shift_consistency": self.shift_consistency,
                 "shift_consistency_radius": self.shift_consistency_radius,
                 "crop_fraction": self.crop_fraction,
@@ -752,8 +777,9 @@ def head_initializer(name):
     return "glorot_uniform"
 
 
-def _feature_map_model(backbone):
-    """The backbone up to its final `GlobalAveragePooling2D`: (B, h, w, C) maps."""
+def _feature_map_model(backbone, placement_map=None):
+    """The backbone up to its final `GlobalAveragePooling2D`: (B, h, w, C) maps; with
+    `placement_map` (a layer name) the pair (that map, the named layer's output)."""
     last = backbone.layers[-1]
     if not (
         isinstance(last, keras.layers.GlobalAveragePooling2D)
@@ -766,7 +792,23 @@ def _feature_map_model(backbone):
             f"layer (keepdims=False). Received: backbone {backbone.name!r} ending with "
             f"{type(last).__name__} {last.name!r}"
         )
-    return keras.Model(backbone.inputs, last.input, name=f"{backbone.name}_map")
+    if placement_map is None:
+        return keras.Model(backbone.inputs, last.input, name=f"{backbone.name}_map")
+    names = [layer.name for layer in backbone.layers]
+    if placement_map not in names:
+        raise ValueError(
+            f"placement_map={placement_map!r} is not a layer of the backbone "
+            f"{backbone.name!r}; its layers: {names}"
+        )
+    layer = backbone.get_layer(placement_map)
+    if len(layer.output.shape) != 4:
+        raise ValueError(
+            f"placement_map={placement_map!r}: the layer's output must be a "
+            f"channels-last (B, h, w, C) map. Received: shape {layer.output.shape}"
+        )
+    return keras.Model(
+        backbone.inputs, [last.input, layer.output], name=f"{backbone.name}_map"
+    )
 
 
 def window_inside_image(params, tolerance=1e-4):

@@ -703,3 +703,59 @@ def test_spatial_placement_needs_a_backbone_that_ends_with_average_pooling():
     backbone = keras.Model(inputs, flat, name="flat_net")
     with pytest.raises(ValueError, match="GlobalAveragePooling2D.*flat_net"):
         _tiny(3, backbone=backbone, placement="spatial")
+
+
+def test_placement_map_scores_the_cells_of_the_named_layer(tmp_path):
+    images = np.random.default_rng(5).random((2, 64, 64, 1)).astype("float32")
+    model = _tiny(3, placement="spatial", image_size=64, placement_map="conv3")
+    assert model.localization.map_channels == 64  # conv3's filters, not conv4's 128
+    params = tf.constant([[0.5, 0.1, -0.2]] * 2)
+    normalized = model.normalize(images)
+    glimpse = model.sampler(normalized, params)
+    # conv3's output, by the backbone's own layers: a 32 px glimpse is 28 after the
+    # unpadded convolution, 7 after two poolings.
+    conv3 = keras.Model(model.backbone.inputs, model.backbone.get_layer("conv3").output)
+    expected_map = conv3(glimpse).numpy()
+    assert expected_map.shape == (2, 7, 7, 64)
+    tokens = model.glimpse_step(normalized, None, model.first_glimpse_params(2))["tokens"]
+    step = model.glimpse_step(normalized, tokens, params)
+    np.testing.assert_allclose(step["feature_map"].numpy(), expected_map, rtol=1e-5, atol=1e-6)
+    # The pooled feature is still the backbone's output (the last map's mean).
+    np.testing.assert_allclose(
+        step["tokens"][:, -1, :-3].numpy(), model.backbone(glimpse).numpy(), rtol=1e-5, atol=1e-6
+    )
+    # The next glimpse is the head's move from that map: one cell scored high moves
+    # the centre towards it, by hand.
+    kernel, _ = model.localization.cell_scores.get_weights()
+    model.localization.cell_scores.set_weights([np.full_like(kernel, 0.2), np.zeros(1, "float32")])
+    scores = expected_map.reshape(2, -1, 64) @ np.full((64,), 0.2, "float32")
+    weights = np.exp(scores - scores.max(1, keepdims=True))
+    weights = (weights / weights.sum(1, keepdims=True)).reshape(2, 7, 7)
+    centres = (2 * np.arange(7) + 1) / 7 - 1
+    soft_x = (weights.sum(1) * centres).sum(-1)
+    soft_y = (weights.sum(2) * centres).sum(-1)
+    # A map of zeros scores every cell alike: the relative move alone.
+    relative = model.localization(
+        step["fused"], params, clip=False, feature_map=np.zeros_like(expected_map)
+    ).numpy()
+    spatial = model.next_glimpse_params(step, params, clip=False).numpy()
+    np.testing.assert_allclose(spatial[:, 1] - relative[:, 1], soft_x * 0.5, atol=1e-5)
+    np.testing.assert_allclose(spatial[:, 2] - relative[:, 2], soft_y * 0.5, atol=1e-5)
+    # Saved and loaded with its setting.
+    out = model(images)["glimpse_params"].numpy()
+    path = str(tmp_path / "conv3.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.placement_map == "conv3"
+    np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+
+
+def test_placement_map_errors_name_the_setting():
+    with pytest.raises(ValueError, match="'conv9' is not a layer.*conv3"):
+        _tiny(3, placement="spatial", image_size=64, placement_map="conv9")
+    with pytest.raises(ValueError, match="'avgpool'.*channels-last"):
+        _tiny(3, placement="spatial", image_size=64, placement_map="avgpool")
+    with pytest.raises(ValueError, match="placement='relative'"):
+        _tiny(3, placement="relative", image_size=64, placement_map="conv3")
+    # A 16 px glimpse: conv3's map is 3 x 3, enough; conv4's 1 x 1 would not be.
+    assert _tiny(3, placement="spatial", placement_map="conv3").localization.map_channels == 64

@@ -475,13 +475,17 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--shift_consistency=1", "received --placement=spatial"),
         ("--shift_consistency=-1", "--shift_consistency=-1"),
         ("--shift_consistency_radius=0", "--shift_consistency_radius=0"),
+        # Only the spatial placement reads a map.
+        (("--placement=relative", "--placement_map=conv3"), "received --placement=relative"),
+        ("--placement_map=conv9", "'conv9' is not a layer"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(
     run_train, tmp_path, flag, message
 ):
+    flags_given = flag if isinstance(flag, tuple) else (flag,)
     with pytest.raises(app.UsageError, match=message) as error:
-        run_train("--dataset=translated_mnist", f"--model_dir={tmp_path}", flag)
+        run_train("--dataset=translated_mnist", f"--model_dir={tmp_path}", *flags_given)
     assert "expected" in str(error.value)
     assert not (tmp_path / "config.json").exists()
 
