@@ -172,6 +172,32 @@ def test_ff_net_and_resnet_convert_to_builtin_ops(tmp_path):
     np.testing.assert_allclose(probabilities, expected[0, 0], atol=1e-4)
 
 
+@pytest.mark.parametrize("placement_map", [None, "conv3"])
+def test_spatial_placement_converts_and_equals_keras(tmp_path, placement_map):
+    """The translated presets' placement (a soft-argmax over a backbone map, the last
+    or conv3's) in the whole-loop file and the step files, with cell scores that move
+    the glimpses (zero scores would leave the relative move alone)."""
+    model = MGNet(
+        "vanilla_cnn", num_classes=5, image_size=40, num_glimpses=3, downsample=2,
+        channels=1, placement="spatial", placement_map=placement_map,
+    )
+    kernel, bias = model.localization.cell_scores.get_weights()
+    rng = np.random.default_rng(7)
+    model.localization.cell_scores.set_weights([rng.normal(0, 3, kernel.shape).astype("float32"), bias])
+    export_litert(model, str(tmp_path / "spatial"))
+    runner = litert.Runner(str(tmp_path / "spatial"))
+    image = litert.smooth_image(40, 1, seed=8)
+    probabilities, boxes = _keras(model, image)
+    np.testing.assert_allclose(runner.run(image)["probabilities_per_glimpse"], probabilities, atol=1e-4)
+    steps = list(runner.steps(image))
+    for t, out in enumerate(steps):
+        np.testing.assert_allclose(out["glimpse_box"], boxes[:, t], atol=1e-4)
+    # The map was read: with zero scores (no spatial move) glimpse 2 goes elsewhere.
+    model.localization.cell_scores.set_weights([np.zeros_like(kernel), bias])
+    _, relative_boxes = _keras(model, image)
+    assert np.abs(relative_boxes[:, 1] - boxes[:, 1]).max() > 0.02  # of the image side
+
+
 def test_cli(tmp_path):
     model = MGNet("vanilla_cnn", num_classes=2, image_size=32, num_glimpses=2, downsample=2, channels=1)
     model.save(tmp_path / "m.keras")
