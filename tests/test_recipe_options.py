@@ -656,6 +656,16 @@ def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
     np.testing.assert_allclose(score_before, factor * score_after, rtol=1e-4, atol=1e-8)
 
 
+def _saved_and_loaded(model, images, tmp_path):
+    """`model` through a .keras file; the loaded one places the glimpses the same."""
+    out = model(images)["glimpse_params"].numpy()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+    return loaded
+
+
 def test_spatial_placement_in_the_model_reads_the_backbones_map(tmp_path):
     images = np.random.default_rng(4).random((2, 64, 64, 1)).astype("float32")
     model = _tiny(3, placement="spatial", image_size=64)
@@ -674,11 +684,7 @@ def test_spatial_placement_in_the_model_reads_the_backbones_map(tmp_path):
     kernel, _ = model.localization.cell_scores.get_weights()
     model.localization.cell_scores.set_weights([np.full_like(kernel, 0.3), np.zeros(1, "float32")])
     out = model(images)["glimpse_params"].numpy()
-    path = str(tmp_path / "spatial.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.placement == "spatial"
-    np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+    assert _saved_and_loaded(model, images, tmp_path).placement == "spatial"
     # The loop hands each glimpse's own map to the next placement: glimpse 2 is
     # where the head puts it from glimpse 1's fused feature and map (the whole image).
     normalized = model.normalize(images)
@@ -742,12 +748,7 @@ def test_placement_map_scores_the_cells_of_the_named_layer(tmp_path):
     np.testing.assert_allclose(spatial[:, 1] - relative[:, 1], soft_x * 0.5, atol=1e-5)
     np.testing.assert_allclose(spatial[:, 2] - relative[:, 2], soft_y * 0.5, atol=1e-5)
     # Saved and loaded with its setting.
-    out = model(images)["glimpse_params"].numpy()
-    path = str(tmp_path / "conv3.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.placement_map == "conv3"
-    np.testing.assert_allclose(loaded(images)["glimpse_params"].numpy(), out, atol=1e-6)
+    assert _saved_and_loaded(model, images, tmp_path).placement_map == "conv3"
 
 
 def test_placement_map_errors_name_the_setting():
