@@ -87,7 +87,8 @@ flags.DEFINE_float(
 flags.DEFINE_integer(
     "glimpse_loss_from",
     None,
-    f"First glimpse of the glimpse-classifier loss: 1 (eq. 8) or 2 (official) ({_PRESET}).",
+    "First glimpse of the glimpse-classifier loss: 1 (eq. 8), 2 (official) or a later "
+    f"one (ours) ({_PRESET}).",
 )
 flags.DEFINE_list(
     "global_loss_weights",
@@ -309,7 +310,12 @@ def _validate(config):
         ("batch_size", config["batch_size"] >= 1, "an int >= 1"),
         ("image_size", config["image_size"] >= 1, "an int >= 1"),
         ("noise_std", config["noise_std"] >= 0, "a number >= 0"),
-        ("glimpse_loss_from", config["glimpse_loss_from"] in (1, 2), "1 or 2"),
+        (
+            "glimpse_loss_from",
+            1 <= config["glimpse_loss_from"] <= max(config["num_glimpses"], 2),
+            "from 1 (eq. 8) or 2 (official) to the number of glimpses "
+            f"(--num_glimpses={config['num_glimpses']})",
+        ),
     ]
     weights = config["global_loss_weights"]
     if weights is not None:

@@ -71,12 +71,13 @@ class MGNet(keras.Model):
             `grad_scale` times weaker. False: the penalty's gradient bypasses the
             re-scaling (the same loss value; its gradient 1 / `grad_scale` times
             stronger), while the classification losses stay re-scaled.
-        glimpse_loss_from: 1 or 2, the first glimpse whose glimpse-classifier loss
-            counts. 1 is eq. 8 as the paper writes it (all T glimpses, the first one
-            being the whole image, downsampled). 2 is the official code: glimpses
-            2..T, the mean over T - 1. With one glimpse and 2, there is no glimpse
-            loss and the global classifier's loss has weight 1 (the official code
-            sets alpha = 0 for FF-Net).
+        glimpse_loss_from: int from 1 to max(T, 2), the first glimpse whose
+            glimpse-classifier loss counts. 1 is eq. 8 as the paper writes it (all T
+            glimpses, the first one being the whole image, downsampled). 2 is the
+            official code: glimpses 2..T, the mean over T - 1. Larger values (ours)
+            leave out more of the early, coarser glimpses. With one glimpse and 2,
+            there is no glimpse loss and the global classifier's loss has weight 1
+            (the official code sets alpha = 0 for FF-Net).
         global_loss_weights: None, or one non-negative weight per glimpse (T values,
             not all zero): the weights of glimpses 1..T in the global classifier's
             loss (eq. 7), normalized to sum to 1; the glimpse classifier's loss takes
@@ -209,10 +210,15 @@ class MGNet(keras.Model):
                 f"`size_penalty_mode` must be one of {SIZE_PENALTY_MODES}. "
                 f"Received: size_penalty_mode={size_penalty_mode!r}"
             )
-        if glimpse_loss_from not in (1, 2):
+        if not (
+            isinstance(glimpse_loss_from, int)
+            and not isinstance(glimpse_loss_from, bool)
+            and 1 <= glimpse_loss_from <= max(num_glimpses, 2)
+        ):
             raise ValueError(
-                "`glimpse_loss_from` must be 1 (eq. 8: every glimpse) or 2 (the "
-                f"official code). Received: glimpse_loss_from={glimpse_loss_from!r}"
+                "`glimpse_loss_from` must be an int from 1 (eq. 8: every glimpse; 2: "
+                f"the official code) to max(num_glimpses, 2) = {max(num_glimpses, 2)}. "
+                f"Received: glimpse_loss_from={glimpse_loss_from!r}"
             )
         if global_loss_weights is not None:
             global_loss_weights = tuple(float(w) for w in global_loss_weights)

@@ -58,7 +58,7 @@ def test_glimpse_loss_from_2_is_the_mean_over_glimpses_2_to_T():
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("first, zero_steps", [(1, []), (2, [0])])
+@pytest.mark.parametrize("first, zero_steps", [(1, []), (2, [0]), (3, [0, 1])])
 def test_the_first_glimpse_logits_carry_no_loss_from_glimpse_2(first, zero_steps):
     y_pred, labels = _batch()
     model = _tiny(3, glimpse_loss_from=first)
@@ -73,6 +73,17 @@ def test_the_first_glimpse_logits_carry_no_loss_from_glimpse_2(first, zero_steps
     norms = np.abs(gradient).sum(axis=(0, 2))
     for step in range(3):
         assert (norms[step] == 0) == (step in zero_steps), norms
+
+
+def test_glimpse_loss_from_3_is_the_mean_over_glimpses_3_to_T():
+    y_pred, labels = _batch()
+    model = _tiny(3, alpha=0.6, glimpse_loss_from=3)
+    expected = (
+        0.6 * _ce(y_pred["glimpse_logits"][:, 2:], labels)[:, 0]
+        + 0.4 * _ce(y_pred["logits"], labels).mean(axis=1)
+    ).mean()
+    loss = model.compute_loss(None, labels, {k: tf.constant(v) for k, v in y_pred.items()})
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
 def test_ff_net_with_the_official_form_has_only_the_global_loss():
@@ -413,7 +424,9 @@ def test_new_options_survive_a_keras_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        ({"glimpse_loss_from": 3}, "glimpse_loss_from"),
+        ({"glimpse_loss_from": 4}, "glimpse_loss_from"),  # past T = 3
+        ({"glimpse_loss_from": 0}, "glimpse_loss_from"),
+        ({"glimpse_loss_from": 2.0}, "glimpse_loss_from"),
         ({"size_penalty_mode": "last"}, "size_penalty_mode"),
         ({"initializer": "he"}, "initializer"),
         ({"rescale_at": "after"}, "rescale_at"),

@@ -466,7 +466,7 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--num_glimpses=0", "--num_glimpses=0"),
         ("--glimpses=0", "--num_glimpses=0"),  # the old name of the flag
         ("--alpha=1.5", "--alpha=1.5"),
-        ("--glimpse_loss_from=3", "--glimpse_loss_from=3"),
+        ("--glimpse_loss_from=6", "--glimpse_loss_from=6"),  # T = 5
         ("--mean=abc", "--mean=abc"),
         ("--global_loss_weights=1,1", "--global_loss_weights=\\[1.0, 1.0\\]"),  # T = 5
         ("--global_loss_weights=1,x,1,1,1", "--global_loss_weights=1,x"),
