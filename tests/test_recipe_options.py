@@ -743,8 +743,8 @@ def test_placement_map_scores_the_cells_of_the_named_layer(tmp_path):
     np.testing.assert_allclose(
         step["tokens"][:, -1, :-3].numpy(), model.backbone(glimpse).numpy(), rtol=1e-5, atol=1e-6
     )
-    # The next glimpse is the head's move from that map: one cell scored high moves
-    # the centre towards it, by hand.
+    # The next glimpse is the head's move from that map: with every channel weighted
+    # 0.2, the soft-argmax of the cells' summed activations, by hand.
     kernel, _ = model.localization.cell_scores.get_weights()
     model.localization.cell_scores.set_weights([np.full_like(kernel, 0.2), np.zeros(1, "float32")])
     scores = expected_map.reshape(2, -1, 64) @ np.full((64,), 0.2, "float32")
