@@ -38,6 +38,7 @@ COMMON = {
     "rescale_at": "output",  # (paper, official code) eq. 4: s follows the sigmoid
     "placement": "absolute",  # (paper, official code) eq. 4: the centre in the image
     "placement_map": None,  # placement="spatial": the last map before pooling
+    "spatial_rescale_at": None,  # placement="spatial": the soft-argmax as rescale_at
     # (ours, off by default: not in the paper or the official code) the weight of the
     # shift-consistency loss that teaches a relative localization to correct a glimpse
     # from what it sees (MGNet's docstring; docs/training.md).
@@ -71,6 +72,7 @@ LOCALIZATION_SETTINGS = (
     "rescale_at",
     "placement",
     "placement_map",
+    "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
 )

@@ -132,6 +132,13 @@ flags.DEFINE_string(
     "(e.g. conv3 for the vanilla CNN: 6 x 6 cells on a 28 px glimpse); empty: the last "
     f"map before pooling ({_PRESET}).",
 )
+flags.DEFINE_string(
+    "spatial_rescale_at",
+    None,
+    "With --placement=spatial: where eq. 5's re-scaling sits for the soft-argmax "
+    "alone, output or input (its cell scores learn at the full rate, the gradient "
+    f"into the backbone stays re-scaled); empty: as --rescale_at ({_PRESET}).",
+)
 flags.DEFINE_float(
     "shift_consistency",
     None,
@@ -228,6 +235,7 @@ _PRESET_FLAGS = (
     "rescale_at",
     "placement",
     "placement_map",
+    "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
     "size_penalty_rescaled",
@@ -265,6 +273,8 @@ def resolve_config():
             config[name] = _floats(name, config[name], "one per channel")
     # An empty --placement_map= is the last map before pooling.
     config["placement_map"] = config.get("placement_map") or None
+    # An empty --spatial_rescale_at= follows --rescale_at.
+    config["spatial_rescale_at"] = config.get("spatial_rescale_at") or None
     if config["global_loss_weights"] is not None:
         # An empty --global_loss_weights= is eq. 7's mean.
         weights = _floats("global_loss_weights", config["global_loss_weights"], "one per glimpse")
@@ -334,6 +344,17 @@ def _validate(config):
         (
             "placement_map",
             config["placement_map"] is None or config["placement"] == "spatial",
+            "empty unless --placement=spatial (received "
+            f"--placement={config['placement']})",
+        ),
+        (
+            "spatial_rescale_at",
+            config["spatial_rescale_at"] in (None, "output", "input"),
+            "empty, output or input",
+        ),
+        (
+            "spatial_rescale_at",
+            config["spatial_rescale_at"] is None or config["placement"] == "spatial",
             "empty unless --placement=spatial (received "
             f"--placement={config['placement']})",
         ),

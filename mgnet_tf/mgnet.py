@@ -95,6 +95,11 @@ class MGNet(keras.Model):
             the sigmoid, so the localization layer learns `grad_scale` times slower)
             or "input" (it precedes the localization layer: only the gradient into
             the fused feature, the fusion and the backbone is re-scaled).
+        spatial_rescale_at: None (as `rescale_at`), "output" or "input": the same
+            choice for placement="spatial"'s soft-argmax alone (ours): "input" lets its
+            cell scores learn at the full rate, the gradient into the backbone's map
+            still re-scaled, while the Dense(3) layer (s and the pooled move) keeps
+            `rescale_at`. See `LocalizationHead`.
         placement: "absolute" (eq. 4, the official code: the localization network
             gives each glimpse's centre in the image) or "relative" (the centre of the
             glimpse just taken plus a move of up to its half side; see
@@ -180,6 +185,7 @@ class MGNet(keras.Model):
         rescale_at="output",
         placement="absolute",
         placement_map=None,
+        spatial_rescale_at=None,
         shift_consistency=0.0,
         shift_consistency_radius=0.5,
         crop_fraction=None,
@@ -302,6 +308,15 @@ class MGNet(keras.Model):
                 f"placement_map={placement_map!r}"
             )
         self.placement_map = placement_map
+        if spatial_rescale_at is not None and (
+            spatial_rescale_at not in RESCALE_AT or placement != "spatial"
+        ):
+            raise ValueError(
+                f"`spatial_rescale_at` must be None, or one of {RESCALE_AT} with "
+                f"placement='spatial'. Received: spatial_rescale_at={spatial_rescale_at!r} "
+                f"with placement={placement!r}"
+            )
+        self.spatial_rescale_at = spatial_rescale_at
         if not isinstance(shift_consistency, (int, float)) or shift_consistency < 0:
             raise ValueError(
                 "`shift_consistency` must be a number >= 0. Received: "
@@ -405,6 +420,7 @@ class MGNet(keras.Model):
                 rescale_at=rescale_at,
                 placement=placement,
                 map_channels=map_channels,
+                spatial_rescale_at=spatial_rescale_at,
                 name="localization",
             )
             if num_glimpses > 1
@@ -729,6 +745,7 @@ class MGNet(keras.Model):
                 "rescale_at": self.rescale_at,
                 "placement": self.placement,
                 "placement_map": self.placement_map,
+                "spatial_rescale_at": self.spatial_rescale_at,
                 "shift_consistency": self.shift_consistency,
                 "shift_consistency_radius": self.shift_consistency_radius,
                 "crop_fraction": self.crop_fraction,

@@ -669,6 +669,75 @@ def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
     np.testing.assert_allclose(score_before, factor * score_after, rtol=1e-4, atol=1e-8)
 
 
+def test_spatial_rescale_at_input_frees_only_the_cell_scores():
+    """rescale_at="output" with spatial_rescale_at="input": the cell scores learn at
+    the full rate, while the gradient into the backbone's map and the Dense(3) layer's
+    stay re-scaled by eq. 5's factor; the forward pass does not change."""
+    rng = np.random.default_rng(4)
+    grad_scale = 0.05
+    features = tf.constant(rng.normal(size=(2, 5)).astype("float32"))
+    fmap = tf.constant(rng.normal(size=(2, 3, 3, 4)).astype("float32"))
+    previous = tf.constant([[0.3, 0.0, 0.1], [0.25, -0.2, 0.0]], tf.float32)
+    weights = [
+        rng.normal(size=(5, 3)).astype("float32"),
+        np.zeros(3, "float32"),
+        rng.normal(size=(4, 1)).astype("float32"),
+        np.zeros(1, "float32"),
+    ]
+    results = {}
+    for spatial_rescale_at in (None, "input"):
+        head = LocalizationHead(
+            grad_scale, placement="spatial", map_channels=4, spatial_rescale_at=spatial_rescale_at
+        )
+        head(features, previous, feature_map=fmap)
+        head.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(fmap)
+            out = head(features, previous, feature_map=fmap)
+            loss = tf.reduce_sum(out[:, 1:] ** 2)
+        grads = tape.gradient(loss, [fmap, head.cell_scores.kernel, head.dense.kernel])
+        results[spatial_rescale_at] = (out.numpy(), *(g.numpy() for g in grads))
+    (out_default, map_default, score_default, dense_default) = results[None]
+    (out_free, map_free, score_free, dense_free) = results["input"]
+    np.testing.assert_allclose(out_free, out_default, rtol=1e-6, atol=1e-7)
+    assert np.abs(score_default).max() > 0 and np.abs(map_default).max() > 0
+    np.testing.assert_allclose(score_free, score_default / grad_scale, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(map_free, map_default, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(dense_free, dense_default, rtol=1e-4, atol=1e-8)
+    config = LocalizationHead.from_config(head.get_config()).get_config()
+    assert config["spatial_rescale_at"] == "input"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"placement": "spatial", "spatial_rescale_at": "middle"}, "'middle'"),
+        ({"placement": "relative", "spatial_rescale_at": "input"}, "placement='relative'"),
+    ],
+)
+def test_spatial_rescale_at_errors_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MGNet(num_classes=10, image_size=112, channels=1, backbone="vanilla_cnn", **kwargs)
+    with pytest.raises(ValueError, match=message):
+        LocalizationHead(map_channels=4, **kwargs)
+
+
+def test_spatial_rescale_at_survives_a_keras_round_trip(tmp_path):
+    model = MGNet(
+        num_classes=10,
+        image_size=112,
+        channels=1,
+        backbone="vanilla_cnn",
+        num_glimpses=3,
+        placement="spatial",
+        spatial_rescale_at="input",
+    )
+    images = np.random.default_rng(5).random((2, 112, 112, 1)).astype("float32")
+    loaded = _saved_and_loaded(model, images, tmp_path)
+    assert loaded.spatial_rescale_at == "input"
+    assert loaded.localization.spatial_rescale_at == "input"
+
+
 def _saved_and_loaded(model, images, tmp_path):
     """`model` through a .keras file; the loaded one places the glimpses the same."""
     out = model(images)["glimpse_params"].numpy()

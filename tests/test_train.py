@@ -478,6 +478,8 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         # Only the spatial placement reads a map.
         (("--placement=relative", "--placement_map=conv3"), "received --placement=relative"),
         ("--placement_map=conv9", "'conv9' is not a layer"),
+        ("--spatial_rescale_at=middle", "--spatial_rescale_at=middle"),
+        (("--placement=relative", "--spatial_rescale_at=input"), "received --placement=relative"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(

@@ -49,6 +49,12 @@ class LocalizationHead(keras.layers.Layer):
             after the soft-argmax ("output": the projection learns `grad_scale`
             times slower) or on the feature map going in ("input"). Its call also
             takes `feature_map` (B, h, w, map_channels).
+        spatial_rescale_at: None (as `rescale_at`), "output" or "input": where eq.
+            5's re-scaling sits for the soft-argmax alone (placement="spatial"):
+            "input" lets the cell scores learn at the full rate while the gradient
+            into the backbone's map stays re-scaled; the soft-argmax's move is
+            bounded by the window's half side, so a fast projection cannot send the
+            glimpse across the image or change its size, what a fast Dense(3) does.
         map_channels: int, channels of that feature map; needed by "spatial" only.
         **kwargs: standard `keras.layers.Layer` arguments.
 
@@ -69,6 +75,7 @@ class LocalizationHead(keras.layers.Layer):
         rescale_at="output",
         placement="absolute",
         map_channels=None,
+        spatial_rescale_at=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +101,18 @@ class LocalizationHead(keras.layers.Layer):
                 "Expected 0 < scale_min <= scale_max <= 1. Received: "
                 f"scale_min={scale_min}, scale_max={scale_max}"
             )
+        if spatial_rescale_at is not None and spatial_rescale_at not in RESCALE_AT:
+            raise ValueError(
+                f"Expected spatial_rescale_at None or in {RESCALE_AT}. Received: "
+                f"spatial_rescale_at={spatial_rescale_at!r}"
+            )
+        if spatial_rescale_at is not None and placement != "spatial":
+            raise ValueError(
+                "`spatial_rescale_at` places the re-scaling of the soft-argmax of "
+                f"placement='spatial'; it means nothing with placement={placement!r}. Received: "
+                f"spatial_rescale_at={spatial_rescale_at!r}"
+            )
+        self.spatial_rescale_at = spatial_rescale_at
         self.grad_scale = grad_scale
         self.scale_min = scale_min
         self.scale_max = scale_max
@@ -162,7 +181,7 @@ class LocalizationHead(keras.layers.Layer):
                         "LocalizationHead(placement='spatial') needs `feature_map`, the "
                         "backbone's map of the glimpse just taken, before pooling"
                     )
-                if self.rescale_at == "input":
+                if (self.spatial_rescale_at or self.rescale_at) == "input":
                     spatial = self.spatial_move(self.rescale(feature_map))
                 else:
                     spatial = self.rescale(self.spatial_move(feature_map))
@@ -187,6 +206,7 @@ class LocalizationHead(keras.layers.Layer):
                 "rescale_at": self.rescale_at,
                 "placement": self.placement,
                 "map_channels": self.map_channels,
+                "spatial_rescale_at": self.spatial_rescale_at,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
