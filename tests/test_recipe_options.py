@@ -636,11 +636,11 @@ def test_spatial_placement_adds_the_soft_argmax_to_the_relative_move():
     assert LocalizationHead.from_config(head.get_config()).map_channels == 2
 
 
-@pytest.mark.parametrize("rescale_at", ["output", "input"])
-def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
-    """Eq. 5's factor re-scales the soft-argmax's gradient into the feature map (the
-    backbone), and into its score projection where the re-scaling sits after it."""
-    rng = np.random.default_rng(3)
+def _spatial_head_case(seed):
+    """Inputs of a spatial `LocalizationHead` (fused features (2, 5), a 3 x 3 x 4 map,
+    the glimpses just taken) and weights for it with a non-zero cell-score kernel, so
+    that the gradient reaches the map."""
+    rng = np.random.default_rng(seed)
     features = tf.constant(rng.normal(size=(2, 5)).astype("float32"))
     fmap = tf.constant(rng.normal(size=(2, 3, 3, 4)).astype("float32"))
     previous = tf.constant([[0.3, 0.0, 0.1], [0.25, -0.2, 0.0]], tf.float32)
@@ -650,6 +650,14 @@ def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
         rng.normal(size=(4, 1)).astype("float32"),
         np.zeros(1, "float32"),
     ]
+    return features, fmap, previous, weights
+
+
+@pytest.mark.parametrize("rescale_at", ["output", "input"])
+def test_spatial_move_gradient_passes_the_rescaling(rescale_at):
+    """Eq. 5's factor re-scales the soft-argmax's gradient into the feature map (the
+    backbone), and into its score projection where the re-scaling sits after it."""
+    features, fmap, previous, weights = _spatial_head_case(seed=3)
     grads = []
     for grad_scale in (0.1, 0.02):
         head = LocalizationHead(grad_scale, placement="spatial", map_channels=4, rescale_at=rescale_at)
@@ -673,17 +681,8 @@ def test_spatial_rescale_at_input_frees_only_the_cell_scores():
     """rescale_at="output" with spatial_rescale_at="input": the cell scores learn at
     the full rate, while the gradient into the backbone's map and the Dense(3) layer's
     stay re-scaled by eq. 5's factor; the forward pass does not change."""
-    rng = np.random.default_rng(4)
     grad_scale = 0.05
-    features = tf.constant(rng.normal(size=(2, 5)).astype("float32"))
-    fmap = tf.constant(rng.normal(size=(2, 3, 3, 4)).astype("float32"))
-    previous = tf.constant([[0.3, 0.0, 0.1], [0.25, -0.2, 0.0]], tf.float32)
-    weights = [
-        rng.normal(size=(5, 3)).astype("float32"),
-        np.zeros(3, "float32"),
-        rng.normal(size=(4, 1)).astype("float32"),
-        np.zeros(1, "float32"),
-    ]
+    features, fmap, previous, weights = _spatial_head_case(seed=4)
     results = {}
     for spatial_rescale_at in (None, "input"):
         head = LocalizationHead(
