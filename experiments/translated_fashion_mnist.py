@@ -33,7 +33,8 @@ A run still training is kept too, from its last finished epoch, with
 store); the study on another machine resumes that run from there.
 
 On the 2-core development machine (2026-12-01) an FF-Net epoch takes 630-830 s and an
-MGNet epoch 150-200 s: each 30-epoch FF-Net run takes about 5.5 h, each MGNet run 1.5 h.
+MGNet epoch 150-200 s: each 30-epoch FF-Net run takes about 5.5 h, each MGNet run 1.5 h;
+on a 2-core AMD EPYC with AVX-512 (2026-12-02) 95-115 s and 50-65 s (50 and 27 min).
 """
 
 import json
