@@ -51,6 +51,7 @@ COMMON = {
     "small_input": False,
     "schedule": "one_cycle",  # (paper) one-cycle for every model
     "momentum": 0.9,  # SGD momentum, the usual ImageNet value
+    "global_clipnorm": 0.0,  # (paper, official code) no gradient clipping
     "noise_std": 0.0,
     "augment": "none",
     "num_glimpses": 4,

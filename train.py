@@ -168,6 +168,12 @@ flags.DEFINE_float(
 flags.DEFINE_integer("epochs", None, f"Training epochs ({_PRESET}).")
 flags.DEFINE_integer("batch_size", None, f"Global batch size ({_PRESET}).")
 flags.DEFINE_float("learning_rate", None, f"Peak learning rate ({_PRESET}).")
+flags.DEFINE_float(
+    "global_clipnorm",
+    None,
+    "Largest joint l2 norm of each step's gradients (Keras' global_clipnorm); 0: no "
+    f"clipping ({_PRESET}).",
+)
 flags.DEFINE_float("weight_decay", None, f"SGD weight decay ({_PRESET}).")
 flags.DEFINE_float("momentum", None, f"SGD momentum ({_PRESET}).")
 flags.DEFINE_enum("schedule", None, SCHEDULES, f"Learning-rate schedule ({_PRESET}).")
@@ -246,6 +252,7 @@ _PRESET_FLAGS = (
     "epochs",
     "batch_size",
     "learning_rate",
+    "global_clipnorm",
     "weight_decay",
     "momentum",
     "schedule",
@@ -320,6 +327,7 @@ def _validate(config):
         ("batch_size", config["batch_size"] >= 1, "an int >= 1"),
         ("image_size", config["image_size"] >= 1, "an int >= 1"),
         ("noise_std", config["noise_std"] >= 0, "a number >= 0"),
+        ("global_clipnorm", config["global_clipnorm"] >= 0, "a number >= 0 (0: no clipping)"),
         (
             "glimpse_loss_from",
             1 <= config["glimpse_loss_from"] <= max(config["num_glimpses"], 2),
@@ -725,6 +733,7 @@ def _compiled_model(config, strategy, steps_per_epoch):
                 config["momentum"],
                 config["weight_decay"],
                 config["weight_decay_mode"],
+                config["global_clipnorm"],
             ),
             jit_compile=config["jit_compile"],
         )

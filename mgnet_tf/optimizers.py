@@ -81,16 +81,25 @@ class CoupledSGD(keras.optimizers.SGD):
         return config
 
 
-def sgd(learning_rate, momentum, weight_decay, weight_decay_mode="decoupled"):
+def sgd(
+    learning_rate, momentum, weight_decay, weight_decay_mode="decoupled", global_clipnorm=None
+):
     """The SGD of `weight_decay_mode`: "coupled" (PyTorch's, the official code) or
-    "decoupled" (Keras' `SGD(weight_decay=...)`)."""
+    "decoupled" (Keras' `SGD(weight_decay=...)`). `global_clipnorm` > 0 scales each
+    step's gradients down so that their joint l2 norm is at most that (Keras'
+    `global_clipnorm`, `torch.nn.utils.clip_grad_norm_`); None or 0: no clipping."""
     if weight_decay_mode not in WEIGHT_DECAY_MODES:
         raise ValueError(
             f"Expected weight_decay_mode in {WEIGHT_DECAY_MODES}. "
             f"Received: {weight_decay_mode!r}"
         )
+    if global_clipnorm is not None and not global_clipnorm >= 0:
+        raise ValueError(
+            f"Expected global_clipnorm None or >= 0. Received: {global_clipnorm!r}"
+        )
+    clip = {"global_clipnorm": float(global_clipnorm)} if global_clipnorm else {}
     if weight_decay_mode == "coupled":
-        return CoupledSGD(learning_rate, momentum, coupled_weight_decay=weight_decay)
+        return CoupledSGD(learning_rate, momentum, coupled_weight_decay=weight_decay, **clip)
     return keras.optimizers.SGD(
-        learning_rate, momentum=momentum, weight_decay=weight_decay or None
+        learning_rate, momentum=momentum, weight_decay=weight_decay or None, **clip
     )

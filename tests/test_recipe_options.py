@@ -223,6 +223,28 @@ def test_sgd_builder_and_coupled_sgd_round_trip():
     assert again.coupled_weight_decay == 1e-4 and again.momentum == 0.9
 
 
+@pytest.mark.parametrize("mode", ["decoupled", "coupled"])
+def test_global_clipnorm_scales_a_large_step_to_the_norm(mode):
+    """One plain SGD step (no momentum, no decay) on two variables whose gradients have
+    a joint norm of 13 (5 and 12): clipped at 2.6 the step is a fifth of the gradient,
+    unclipped (None or 0) the gradient itself; a norm under the bound is untouched."""
+    grads = [np.array([3.0, 4.0], "float32"), np.array([12.0], "float32")]
+
+    def step(clipnorm, scale=1.0):
+        variables = [keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(1, "float32"))]
+        optimizer = sgd(0.5, 0.0, 0.0, mode, global_clipnorm=clipnorm)
+        optimizer.apply_gradients([(tf.constant(g * scale), v) for g, v in zip(grads, variables)])
+        return np.concatenate([v.numpy() for v in variables])
+
+    full = -0.5 * np.concatenate(grads)
+    np.testing.assert_allclose(step(2.6), full / 5, rtol=1e-6)
+    np.testing.assert_allclose(step(None), full, rtol=1e-6)
+    np.testing.assert_allclose(step(0.0), full, rtol=1e-6)
+    np.testing.assert_allclose(step(2.6, scale=0.1), full * 0.1, rtol=1e-6)  # norm 1.3
+    with pytest.raises(ValueError, match="global_clipnorm"):
+        sgd(0.1, 0.9, 0.0, mode, global_clipnorm=-1.0)
+
+
 def test_torch_initializer_gives_kaiming_normal_heads_and_torch_convolutions():
     model = _tiny(3, initializer="torch")
     token_dim = 128 + 3

@@ -479,6 +479,7 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         (("--placement=relative", "--placement_map=conv3"), "received --placement=relative"),
         ("--placement_map=conv9", "'conv9' is not a layer"),
         ("--spatial_rescale_at=middle", "--spatial_rescale_at=middle"),
+        ("--global_clipnorm=-1", "--global_clipnorm=-1"),
         (("--placement=relative", "--spatial_rescale_at=input"), "received --placement=relative"),
     ],
 )
