@@ -242,6 +242,7 @@ def _optimizer(recipe, train_count):
         recipe["momentum"],
         recipe["weight_decay"],
         recipe["weight_decay_mode"],
+        recipe["global_clipnorm"],
     )
 
 

@@ -8,7 +8,11 @@ from keras import ops
 
 from mgnet_tf import backbones
 from mgnet_tf.layers import FeatureFusion, GlimpseSampler, LocalizationHead
-from mgnet_tf.layers.localization_head import PLACEMENTS, RESCALE_AT
+from mgnet_tf.layers.localization_head import (
+    PLACEMENTS,
+    RESCALE_AT,
+    check_spatial_rescale_at,
+)
 
 # ImageNet statistics, the convention of torchvision and the paper's code.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -308,14 +312,8 @@ class MGNet(keras.Model):
                 f"placement_map={placement_map!r}"
             )
         self.placement_map = placement_map
-        if spatial_rescale_at is not None and (
-            spatial_rescale_at not in RESCALE_AT or placement != "spatial"
-        ):
-            raise ValueError(
-                f"`spatial_rescale_at` must be None, or one of {RESCALE_AT} with "
-                f"placement='spatial'. Received: spatial_rescale_at={spatial_rescale_at!r} "
-                f"with placement={placement!r}"
-            )
+        # Checked here too: with one glimpse no LocalizationHead is built to check it.
+        check_spatial_rescale_at(spatial_rescale_at, placement)
         self.spatial_rescale_at = spatial_rescale_at
         if not isinstance(shift_consistency, (int, float)) or shift_consistency < 0:
             raise ValueError(

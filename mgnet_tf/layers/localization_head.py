@@ -9,6 +9,21 @@ RESCALE_AT = ("output", "input")
 PLACEMENTS = ("absolute", "relative", "spatial")
 
 
+def check_spatial_rescale_at(spatial_rescale_at, placement):
+    """Raises a ValueError naming both settings unless `spatial_rescale_at` is None,
+    or one of RESCALE_AT with placement="spatial" (the only placement with a
+    soft-argmax to re-scale apart)."""
+    if spatial_rescale_at is not None and (
+        spatial_rescale_at not in RESCALE_AT or placement != "spatial"
+    ):
+        raise ValueError(
+            f"`spatial_rescale_at` must be None, or one of {RESCALE_AT} with "
+            "placement='spatial' (it places the re-scaling of that placement's "
+            f"soft-argmax). Received: spatial_rescale_at={spatial_rescale_at!r} with "
+            f"placement={placement!r}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="mgnet_tf")
 class LocalizationHead(keras.layers.Layer):
     """Predicts the next glimpse's (s, x, y) from the fused feature F_t (eq. 4).
@@ -101,17 +116,7 @@ class LocalizationHead(keras.layers.Layer):
                 "Expected 0 < scale_min <= scale_max <= 1. Received: "
                 f"scale_min={scale_min}, scale_max={scale_max}"
             )
-        if spatial_rescale_at is not None and spatial_rescale_at not in RESCALE_AT:
-            raise ValueError(
-                f"Expected spatial_rescale_at None or in {RESCALE_AT}. Received: "
-                f"spatial_rescale_at={spatial_rescale_at!r}"
-            )
-        if spatial_rescale_at is not None and placement != "spatial":
-            raise ValueError(
-                "`spatial_rescale_at` places the re-scaling of the soft-argmax of "
-                f"placement='spatial'; it means nothing with placement={placement!r}. Received: "
-                f"spatial_rescale_at={spatial_rescale_at!r}"
-            )
+        check_spatial_rescale_at(spatial_rescale_at, placement)
         self.spatial_rescale_at = spatial_rescale_at
         self.grad_scale = grad_scale
         self.scale_min = scale_min
