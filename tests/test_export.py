@@ -514,7 +514,13 @@ def test_a_spatial_placement_model_serves_its_own_glimpse_loop(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     served = loaded.signatures["serving_default"](images=tf.constant(images))
     np.testing.assert_allclose(served["probabilities_per_glimpse"].numpy(), probabilities, atol=1e-4)
-    np.testing.assert_allclose(served["glimpse_boxes"].numpy(), boxes, atol=1e-5)
+    # Each box comes from the soft-argmax over the map of the glimpse before, so the
+    # round-off of the backbone (the traced graph and the eager call may sum in another
+    # order, depending on the CPU) is carried into the next window: 6e-5 of the image
+    # side was seen for glimpse 3 on one machine. 2e-4 of the side (0.008 px here) is
+    # still 250 times below the move the soft-argmax makes (> 0.05, checked below).
+    box_atol = 2e-4
+    np.testing.assert_allclose(served["glimpse_boxes"].numpy(), boxes, atol=box_atol)
     tokens = np.zeros((3, 3, model.feature_dim + 3), np.float32)
     params = np.zeros((3, 3), np.float32)
     step = np.int32(0)
@@ -524,7 +530,7 @@ def test_a_spatial_placement_model_serves_its_own_glimpse_loop(tmp_path):
             glimpse_params=tf.constant(params), step=tf.constant(step),
         )
         np.testing.assert_allclose(out["probabilities"].numpy(), probabilities[:, t], atol=1e-4)
-        np.testing.assert_allclose(out["glimpse_box"].numpy(), boxes[:, t], atol=1e-5)
+        np.testing.assert_allclose(out["glimpse_box"].numpy(), boxes[:, t], atol=box_atol)
         tokens, params, step = out["tokens"].numpy(), out["glimpse_params"].numpy(), out["step"].numpy()
     # The soft-argmax moved the glimpses: they are not where the relative move alone puts them.
     model.localization.cell_scores.set_weights([np.zeros_like(kernel), bias])
