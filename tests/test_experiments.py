@@ -105,12 +105,14 @@ def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_di
 
 
 def _stale_settings(pairs):
-    """{config path: the study's `stale_settings(path, model)`} for (path, model) pairs,
-    in a fresh interpreter (the study's absl flags share names with train.py's)."""
+    """{config path: the study's `stale_settings(path, model, name=run)`} for (path,
+    model) or (path, model, run) tuples, in a fresh interpreter (the study's absl flags
+    share names with train.py's)."""
+    triples = [(*pair, None) if len(pair) == 2 else tuple(pair) for pair in pairs]
     code = (
         "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
         "import translated_fashion_mnist as study\n"
-        f"print(json.dumps({{p: study.stale_settings(p, m) for p, m in {pairs!r}}}))\n"
+        f"print(json.dumps({{p: study.stale_settings(p, m, name=n) for p, m, n in {triples!r}}}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -145,6 +147,35 @@ def test_study_names_a_stored_run_of_another_recipe(tmp_path):
     assert out["ff_glimpses"] == ["num_glimpses=5 (preset: 1)"]
 
 
+def test_a_run_with_its_own_flags_is_held_to_them(tmp_path):
+    """FF-Net seed 1 trains clipped (RUN_FLAGS): its store must hold a clipped run, and
+    the other FF-Net runs an unclipped one; an option the run predates counts as off."""
+    sys.path.insert(0, REPO)
+    import presets  # noqa: PLC0415
+
+    today = presets.preset("translated_fashion_mnist")
+    assert today["global_clipnorm"] == 0.0  # the preset itself does not clip
+    ff = {**today, "num_glimpses": 1, "downsample": 1.0}
+    clipped = {**ff, "global_clipnorm": 1.0}
+    older = {k: v for k, v in ff.items() if k != "global_clipnorm"}
+    for name, config in {"ff": ff, "clipped": clipped, "older": older}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    path = lambda name: str(tmp_path / f"{name}.json")  # noqa: E731
+    cases = [
+        (path("ff"), "ff", "ff"),
+        (path("clipped"), "ff", "ff_seed1"),
+        (path("older"), "ff", "ff_seed1"),
+    ]
+    out = _stale_settings(cases)
+    assert out[path("ff")] == []
+    assert out[path("clipped")] == []
+    assert out[path("older")] == ["global_clipnorm=0.0 (preset: 1.0)"]
+    # ... and the seed-0 run may not be the clipped one.
+    assert _stale_settings([(path("clipped"), "ff", "ff")]) == {
+        path("clipped"): ["global_clipnorm=1.0 (preset: 0.0)"]
+    }
+
+
 def test_the_committed_study_runs_are_of_todays_recipe():
     """Every run kept in the study's store (finished or unfinished) was trained with
     today's preset, or the study would refuse to restore it."""
@@ -155,9 +186,12 @@ def test_the_committed_study_runs_are_of_todays_recipe():
         if "config.json" in files
     )
     assert configs, store
-    # mgnet_seed1/config.json -> mgnet
+    # mgnet_seed1/config.json -> model mgnet, run mgnet_seed1
     out = _stale_settings(
-        [(os.path.join(store, path), path.split(os.sep)[0].split("_seed")[0]) for path in configs]
+        [
+            (os.path.join(store, path), path.split(os.sep)[0].split("_seed")[0], path.split(os.sep)[0])
+            for path in configs
+        ]
     )
     out = {os.path.relpath(path, store): stale for path, stale in out.items()}
     assert set(out) == set(configs)
