@@ -248,6 +248,7 @@ def main(argv):
             mflops=[m / 1e6 for m in flops.mgnet_macs(model)],
             thresholds=[float(t) for t in FLAGS.exit_thresholds],
             latency_repeats=FLAGS.latency_repeats,
+            class_names=class_names,
         )
     if FLAGS.attack != "none":
         report["attack"] = reports.attack_section(

@@ -481,6 +481,36 @@ def localization_table(results):
     return "\n".join(rows)
 
 
+def class_table(results, glimpses=(3, 5)):
+    """Top-1 % per class of the clean FF-Net and of MGNet after `glimpses`, each the
+    mean over the model's seed runs, with MGNet's difference and its share of the gap
+    (where MGNet's points go)."""
+
+    def mean_per_class(model, t):
+        runs_of = [n for n, (m, _) in runs().items() if m == model and n in results]
+        per_run = [results[n]["clean"]["clean"]["per_class"]["accuracy"] for n in runs_of]
+        return [sum(r[k][t] for r in per_run) / len(per_run) for k in range(len(CLASSES))], len(runs_of)
+
+    ff, ff_seeds = mean_per_class("ff", 0)
+    mg = {t: mean_per_class("mgnet", t - 1)[0] for t in glimpses}
+    mg_seeds = mean_per_class("mgnet", 0)[1]
+    counts = results["ff"]["clean"]["clean"]["per_class"]["count"]
+    total = sum(counts)
+    first = glimpses[0]
+    gap = sum(c * (m - f) for c, m, f in zip(counts, mg[first], ff)) / total
+    header = " | ".join(f"MGNet, {t} glimpses (diff)" for t in glimpses)
+    rows = [
+        f"| class | images | FF-Net (mean of {ff_seeds}) | {header} "
+        f"| share of the gap after {first} glimpses (mean of {mg_seeds}) |",
+        "|---|---:|---:|" + "---:|" * len(glimpses) + "---:|",
+    ]
+    for k, name in enumerate(CLASSES):
+        cells = " | ".join(f"{pct(mg[t][k])} ({round(100 * (mg[t][k] - ff[k]), 2) + 0.0:+.2f})" for t in glimpses)
+        share = counts[k] * (mg[first][k] - ff[k]) / total / gap if gap else float("nan")
+        rows.append(f"| {name} | {counts[k]} | {pct(ff[k])} | {cells} | {100 * share:.0f} % |")
+    return "\n".join(rows)
+
+
 def dynamic_table(results, name):
     mg = results[name]["clean"]["clean"]
     rows = [
@@ -655,6 +685,10 @@ def report(results, timings, total, command, revision):
         "### Where the glimpses look (test images; s is the glimpse side over the image side, 0.25 = the 28 px item)",
         "",
         localization_table(results),
+        "",
+        "### Where MGNet loses against FF-Net: top-1 % per class (clean test images, mean over seeds)",
+        "",
+        class_table(results),
         "",
         "### Table 4 format: Gaussian-noise translated Fashion-MNIST (std 0.3)",
         "",

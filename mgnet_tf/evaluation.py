@@ -80,6 +80,28 @@ def accuracy_per_glimpse(probabilities, labels):
     ]
 
 
+def accuracy_per_class(probabilities, labels):
+    """Top-1 accuracy of each true class after each glimpse.
+
+    Args:
+        probabilities: (N, T, K) softmax outputs after each glimpse.
+        labels: (N,) int labels in [0, K).
+
+    Returns:
+        {"count": K ints, the images of each class; "accuracy": K lists of T floats,
+        None for a class without images}.
+    """
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    correct = np.argmax(probabilities, axis=-1) == labels[:, None]  # (N, T)
+    count, accuracy = [], []
+    for k in range(probabilities.shape[-1]):
+        of_class = correct[labels == k]
+        count.append(int(len(of_class)))
+        accuracy.append([float(v) for v in of_class.mean(axis=0)] if len(of_class) else None)
+    return {"count": count, "accuracy": accuracy}
+
+
 def dynamic_exit_sweep(probabilities, labels, thresholds, mflops):
     """Accuracy and cost of the confidence exit rule for each threshold.
 

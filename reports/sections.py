@@ -14,9 +14,9 @@ from pipelines import corruptions as corruption_lib
 from pipelines.transform import EvalTransform
 
 
-def clean_section(model, data, mflops, thresholds=(), latency_repeats=0):
-    """Accuracy and MFLOPs after each glimpse, the dynamic exit and where the
-    glimpses look.
+def clean_section(model, data, mflops, thresholds=(), latency_repeats=0, class_names=None):
+    """Accuracy and MFLOPs after each glimpse, per class too, the dynamic exit and
+    where the glimpses look.
 
     Args:
         model: an `MGNet`.
@@ -24,6 +24,7 @@ def clean_section(model, data, mflops, thresholds=(), latency_repeats=0):
         mflops: MFLOPs of the first t glimpses, t = 1..T (`flops.mgnet_macs` / 1e6).
         thresholds: confidence thresholds of the dynamic-exit sweep.
         latency_repeats: timed batch-1 runs per glimpse count (0: not timed).
+        class_names: the classes' names, in label order, for the per-class table.
     """
     outputs = evaluation.predict(model, data.batches(model.image_size))
     section = {
@@ -31,11 +32,16 @@ def clean_section(model, data, mflops, thresholds=(), latency_repeats=0):
         "accuracy": evaluation.accuracy_per_glimpse(
             outputs["probabilities"], outputs["labels"]
         ),
+        "per_class": evaluation.accuracy_per_class(
+            outputs["probabilities"], outputs["labels"]
+        ),
         "mflops": list(mflops),
         "dynamic_exit": evaluation.dynamic_exit_sweep(
             outputs["probabilities"], outputs["labels"], list(thresholds), mflops
         ),
     }
+    if class_names is not None:
+        section["per_class"]["names"] = list(class_names)
     boxes = data.object_boxes(section["num_examples"], model.image_size)
     # Where the glimpses look (s per glimpse; with known boxes, how they frame them).
     section["localization"] = localization.localization_report(

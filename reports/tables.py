@@ -15,6 +15,8 @@ def format_tables(report):
             zip(clean["mflops"], latency, clean["accuracy"]), 1
         ):
             lines.append(f"{t:>8} {m:>10.3f} {ms:>11.2f} {100 * a:>8.2f}")
+        if "per_class" in clean:
+            lines.extend(_per_class_rows(clean["per_class"]))
         where = clean["localization"]
         lines.append("\nWhere the glimpses look (s: glimpse side / image side)")
         boxes = "median_iou" in where
@@ -64,3 +66,23 @@ def format_tables(report):
             f"{entry['path']}: {best['class']} ({best['probability']:.3f})  picture {entry['picture']}"
         )
     return "\n".join(lines)
+
+
+MAX_CLASS_ROWS = 20
+
+
+def _per_class_rows(per_class):
+    """Top-1 % of each class after each glimpse; with more than MAX_CLASS_ROWS classes,
+    those MAX_CLASS_ROWS that do worst after the last glimpse (all are in the JSON)."""
+    names = per_class.get("names") or [f"class {k}" for k in range(len(per_class["count"]))]
+    rows = [k for k, a in enumerate(per_class["accuracy"]) if a is not None]
+    title = "\nTop-1 % per class after each glimpse"
+    if len(rows) > MAX_CLASS_ROWS:
+        rows = sorted(rows, key=lambda k: per_class["accuracy"][k][-1])[:MAX_CLASS_ROWS]
+        title += f" (the {MAX_CLASS_ROWS} lowest after the last glimpse)"
+    width = max([5] + [len(names[k]) for k in rows])
+    lines = [title, f"{'class':>{width}} {'images':>6}  top-1 % after glimpse 1..T"]
+    for k in rows:
+        accuracy = " ".join(f"{100 * a:6.2f}" for a in per_class["accuracy"][k])
+        lines.append(f"{names[k]:>{width}} {per_class['count'][k]:>6}  {accuracy}")
+    return lines

@@ -115,7 +115,15 @@ def test_clean_accuracy_mflops_and_dynamic_exit(run_dir, tmp_path, idx_dir):
         "latency_ms_batch1",
         "dynamic_exit",
         "localization",
+        "per_class",
     }
+    # Per class, with the data set's class names (MNIST's are its digits).
+    assert clean["per_class"]["names"] == [str(d) for d in range(10)]
+    for k in range(10):
+        mine = labels.numpy() == k
+        assert clean["per_class"]["count"][k] == mine.sum()
+        if mine.any():
+            np.testing.assert_allclose(clean["per_class"]["accuracy"][k], np.mean(np.asarray(predictions)[mine] == k, axis=0), atol=1e-6)
     assert {"dataset", "data_dir", "split", "noise_std", "classes_file"} <= set(
         report["data"]
     )

@@ -45,6 +45,20 @@ def test_accuracy_per_glimpse_by_hand():
     assert evaluation.accuracy_per_glimpse(probabilities, [0, 1]) == [1.0, 0.5]
 
 
+def test_accuracy_per_class_by_hand():
+    # 4 images, 2 glimpses, 3 classes; labels 0, 0, 1, 1 (class 2 has no image).
+    probabilities = np.array(
+        [
+            [[0.8, 0.1, 0.1], [0.7, 0.2, 0.1]],  # class 0: right, right
+            [[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]],  # class 0: wrong, right
+            [[0.1, 0.1, 0.8], [0.1, 0.8, 0.1]],  # class 1: wrong, right
+            [[0.1, 0.8, 0.1], [0.1, 0.2, 0.7]],  # class 1: right, wrong
+        ]
+    )
+    per_class = evaluation.accuracy_per_class(probabilities, [0, 0, 1, 1])
+    assert per_class == {"count": [2, 2, 0], "accuracy": [[0.5, 1.0], [0.5, 0.5], None]}
+
+
 def test_dynamic_exit_sweep_ends_match_fixed_exits():
     model = _model()
     _, labels, dataset = _data()

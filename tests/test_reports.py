@@ -58,6 +58,44 @@ def test_clean_section_matches_the_model_run_by_hand(model, data):
         section["localization"]["median_iou"], np.median(iou, axis=0), rtol=1e-5, atol=1e-6
     )
     assert "latency_ms_batch1" not in section
+    # Per class: the images of each label and their accuracy after each glimpse.
+    for k in range(10):
+        mine = labels == k
+        assert section["per_class"]["count"][k] == mine.sum()
+        if mine.any():
+            np.testing.assert_allclose(
+                section["per_class"]["accuracy"][k], (predictions[mine] == k).mean(axis=0)
+            )
+        else:
+            assert section["per_class"]["accuracy"][k] is None
+    assert "names" not in section["per_class"]
+
+
+def test_per_class_table_names_the_classes(model, data):
+    names = [f"item{k}" for k in range(10)]
+    clean = reports.clean_section(model, data, mflops=[1.0, 2.0, 3.0], class_names=names)
+    assert clean["per_class"]["names"] == names
+    lines = reports.format_tables({"clean": clean}).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] and line.split()[0] in names}
+    present = [k for k in range(10) if clean["per_class"]["count"][k]]
+    assert sorted(rows) == sorted(names[k] for k in present)
+    for k in present:
+        count, *accuracy = rows[names[k]]
+        assert int(count) == clean["per_class"]["count"][k]
+        np.testing.assert_allclose([float(a) for a in accuracy], np.multiply(100, clean["per_class"]["accuracy"][k]), atol=0.01)
+
+
+def test_per_class_table_keeps_the_worst_of_many_classes():
+    from reports.tables import MAX_CLASS_ROWS, _per_class_rows  # noqa: PLC0415
+
+    k = MAX_CLASS_ROWS + 5
+    per_class = {"count": [1] * k, "accuracy": [[1.0 - c / k] for c in range(k)]}
+    lines = _per_class_rows(per_class)
+    assert lines[1].split()[:2] == ["class", "images"]  # the header, then one row per class
+    shown = [line.split()[1] for line in lines[2:]]
+    # The MAX_CLASS_ROWS lowest after the last glimpse: classes 5..k-1.
+    assert sorted(int(c) for c in shown) == list(range(k - MAX_CLASS_ROWS, k))
+    assert "lowest" in lines[0]
 
 
 def test_tables_show_each_section(model, data):
