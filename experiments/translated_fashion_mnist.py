@@ -1,6 +1,6 @@
 """The paper's Appendix B study on translated Fashion-MNIST: FF-Net vs MGNet.
 
-    python experiments/translated_fashion_mnist.py            # about 22 h on 2 CPU cores
+    python experiments/translated_fashion_mnist.py            # 4-21 h on 2 CPU cores (below)
     python experiments/translated_fashion_mnist.py --quick    # a few-minute smoke run
 
 Trains six models with the same epochs (the preset's 30: until validation accuracy stops rising),
@@ -12,6 +12,10 @@ training split, choosing nothing on the test split:
 - mgnet, mgnet_noise: MGNet, the same CNN on T=5 glimpses of 28x28 (M=4);
 - ff_seed1, mgnet_seed1 (--extra_seeds): the clean pair again with another seed, for
   the seed spread.
+
+A run may add flags of its own (RUN_FLAGS, with the reason; the report names them under
+Table 4): FF-Net seed 1 trains with --global_clipnorm=1, as unclipped it diverges at
+the one-cycle's peak.
 
 Then evaluates each final model on the test split with evaluate.py: accuracy and MFLOPs
 after each glimpse, where the glimpses look (mean s, centre error and IoU with the
