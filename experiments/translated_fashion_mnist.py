@@ -139,7 +139,7 @@ MODELS = {
 RUN_FLAGS = {
     "ff_seed1": {
         "flags": ["--global_clipnorm=1.0"],
-        "why": "unclipped, FF-Net seed 1 diverges at the one-cycle's peak (epoch 9)",
+        "why": "unclipped, it diverges at the one-cycle's peak (epoch 9)",
     },
 }
 STORED_FILES = ("config.json", "metrics.csv", "final.keras")
@@ -511,7 +511,7 @@ def class_table(results, glimpses=(3, 5)):
     for k, name in enumerate(CLASSES):
         cells = " | ".join(f"{pct(mg[t][k])} ({round(100 * (mg[t][k] - ff[k]), 2) + 0.0:+.2f})" for t in glimpses)
         share = counts[k] * (mg[first][k] - ff[k]) / total / gap if gap else float("nan")
-        rows.append(f"| {name} | {counts[k]} | {pct(ff[k])} | {cells} | {100 * share:.0f} % |")
+        rows.append(f"| {name} | {counts[k]} | {pct(ff[k])} | {cells} | {round(100 * share) + 0:.0f} % |")
     return "\n".join(rows)
 
 
