@@ -510,8 +510,8 @@ def class_table(results, glimpses=(3, 5)):
     ]
     for k, name in enumerate(CLASSES):
         cells = " | ".join(f"{pct(mg[t][k])} ({round(100 * (mg[t][k] - ff[k]), 2) + 0.0:+.2f})" for t in glimpses)
-        share = counts[k] * (mg[first][k] - ff[k]) / total / gap if gap else float("nan")
-        rows.append(f"| {name} | {counts[k]} | {pct(ff[k])} | {cells} | {round(100 * share) + 0:.0f} % |")
+        share = f"{round(100 * counts[k] * (mg[first][k] - ff[k]) / total / gap) + 0} %" if gap else "-"
+        rows.append(f"| {name} | {counts[k]} | {pct(ff[k])} | {cells} | {share} |")
     return "\n".join(rows)
 
 
