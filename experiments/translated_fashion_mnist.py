@@ -41,6 +41,7 @@ MGNet epoch 150-200 s: each 30-epoch FF-Net run takes about 5.5 h, each MGNet ru
 on a 2-core AMD EPYC with AVX-512 (2026-12-02) 95-115 s and 50-65 s (50 and 27 min).
 """
 
+import glob
 import json
 import os
 import shutil
@@ -600,6 +601,16 @@ def choose_pictures(results, name, destination, count=3):
     wrong = [d for d in details if d["predictions"][-1] != d["label"]][:count]
     lines = []
     os.makedirs(destination, exist_ok=True)
+    targets = {
+        f"{name}_{kind}_{os.path.basename(d['path'])}"
+        for kind, chosen in (("right", right), ("wrong", wrong))
+        for d in chosen
+    }
+    # Pictures an earlier run chose and this one does not would stay behind unlinked.
+    for kind in ("right", "wrong"):
+        for stale in glob.glob(os.path.join(destination, f"{name}_{kind}_example_*.png")):
+            if os.path.basename(stale) not in targets:
+                os.remove(stale)
     for kind, chosen in (("right", right), ("wrong", wrong)):
         for d in chosen:
             target = f"{name}_{kind}_{os.path.basename(d['path'])}"

@@ -202,6 +202,44 @@ def test_class_table_puts_the_gap_where_mgnet_loses():
     assert rows["bag"] == ["bag", "100", "85.00", "85.00 (+0.00)", "85.00 (+0.00)", "0 %"]
 
 
+def test_pictures_of_an_earlier_run_do_not_stay_behind(tmp_path):
+    """A rerun that picks other pictures removes the ones only the earlier run linked,
+    and leaves another model's pictures (mgnet_noise beside mgnet) alone."""
+    source = tmp_path / "source"
+    source.mkdir()
+    destination = tmp_path / "images"
+    destination.mkdir()
+    for old in ("mgnet_wrong_example_006_label_4.png", "mgnet_right_example_000_label_9.png",
+                "mgnet_noise_wrong_example_000_label_9.png", "early_exit.png"):
+        (destination / old).write_bytes(b"old")
+    details = []
+    for index, (label, prediction) in enumerate([(9, 9), (2, 2), (7, 5)]):
+        path = source / f"example_{index:03d}_label_{label}.png"
+        path.write_bytes(b"new")
+        details.append({"path": str(path), "label": label, "predictions": [prediction]})
+    code = textwrap.dedent(
+        f"""
+        import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']
+        import translated_fashion_mnist as study
+        study.FLAGS(['study', '--results={tmp_path / "results.md"}'])
+        results = {{"mgnet": {{"clean": {{"picture_predictions": {json.dumps(details)}}}}}}}
+        print(json.dumps(study.choose_pictures(results, "mgnet", {str(destination)!r}).splitlines()))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in destination.iterdir()) == [
+        "early_exit.png",
+        "mgnet_noise_wrong_example_000_label_9.png",
+        "mgnet_right_example_000_label_9.png",
+        "mgnet_right_example_001_label_2.png",
+        "mgnet_wrong_example_002_label_7.png",
+    ]
+    assert (destination / "mgnet_right_example_000_label_9.png").read_bytes() == b"new"
+    table = "\n".join(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert "mgnet_wrong_example_006" not in table and "mgnet_wrong_example_002_label_7.png" in table
+
+
 def test_the_committed_study_runs_are_of_todays_recipe():
     """Every run kept in the study's store (finished or unfinished) was trained with
     today's preset, or the study would refuse to restore it."""
