@@ -6,7 +6,11 @@ cost one backbone pass and hard ones up to T. The rule is written in TensorFlow 
 a serving graph can apply it to `probabilities_per_glimpse` as well.
 """
 
+import numpy as np
 import tensorflow as tf
+
+# The confidence thresholds `calibrate_threshold` tries, lowest (cheapest) first.
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
 def stops(top_probability, threshold):
@@ -60,3 +64,28 @@ def dynamic_exit(probabilities, threshold):
     glimpses = exit_glimpses(probabilities, threshold)
     chosen = tf.gather(probabilities, glimpses - 1, axis=1, batch_dims=1)
     return tf.argmax(chosen, axis=-1, output_type=tf.int32), glimpses
+
+
+def calibrate_threshold(probabilities, labels, max_drop, reference=None, thresholds=THRESHOLDS):
+    """The lowest threshold whose dynamic-exit top-1 is within `max_drop` points of a
+    reference top-1, chosen on held-out images (never on the test split).
+
+    Args:
+        probabilities: float (B, T, K) softmax outputs after each glimpse.
+        labels: int (B,) true classes.
+        max_drop: top-1 points (0-100) the exit may lose against `reference`.
+        reference: top-1 in [0, 1] to stay near, e.g. FF-Net's on the same images;
+            None: MGNet's own with all T glimpses.
+        thresholds: candidates, tried in increasing order.
+
+    Returns:
+        The threshold, or 1.0 (all glimpses for every image) where none qualifies.
+    """
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    if reference is None:
+        reference = np.mean(probabilities[:, -1].argmax(-1) == labels)
+    for threshold in sorted(thresholds):
+        predictions, _ = dynamic_exit(probabilities, threshold)
+        if 100 * (reference - np.mean(predictions.numpy() == labels)) <= max_drop:
+            return float(threshold)
+    return 1.0
