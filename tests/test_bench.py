@@ -98,9 +98,15 @@ def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
         "--validation_examples=3",
         "--warmup=1",
         "--runtimes=function,litert",  # XLA compiles the same graph, only slower to build
+        "--reference=ff",
+        "--accuracy_examples=8",
         "--json",
     )
     assert report["test_examples"] == 6
+    # The threshold was held to FF-Net's validation top-1; accuracy on 8 test images.
+    assert "FF-Net" in report["threshold_chosen_on"]
+    assert report["accuracy_examples"] == 8
+    assert 1.0 <= report["mean_glimpses_accuracy_examples"] <= 5.0
     assert 1.0 <= report["mean_glimpses"] <= 5.0
     assert set(report["runtimes"]) == {"function", "litert"}
     for runtime in report["runtimes"].values():
