@@ -217,16 +217,28 @@ def _sampler_method(model, method):
         sampler.method = before
 
 
+class _BoundFile:
+    """One file's interpreter with its tensors allocated and its input and output
+    indices looked up once, so that a call only copies in, invokes and copies out."""
+
+    def __init__(self, runner, entry):
+        runner.allocate_tensors()
+        inputs = {d["name"]: d["index"] for d in runner.get_input_details()}
+        outputs = {d["name"]: d["index"] for d in runner.get_output_details()}
+        self.runner = runner
+        self.inputs = [(key, inputs[key]) for key in entry["inputs"]]
+        self.outputs = {key: outputs[tensor] for key, tensor in entry["outputs"].items()}
+
+    def __call__(self, inputs):
+        for key, index in self.inputs:
+            self.runner.set_tensor(index, np.asarray(inputs[key], np.float32))
+        self.runner.invoke()
+        return {key: self.runner.get_tensor(index) for key, index in self.outputs.items()}
+
+
 def run_file(path, entry, inputs, threads=None, runner=None):
     """Runs one file on a dict of input arrays; returns its outputs by key."""
-    runner = runner or interpreter(path, threads)
-    runner.allocate_tensors()
-    by_name = {d["name"]: d["index"] for d in runner.get_input_details()}
-    for name in entry["inputs"]:
-        runner.set_tensor(by_name[name], np.asarray(inputs[name], np.float32))
-    runner.invoke()
-    out = {d["name"]: d["index"] for d in runner.get_output_details()}
-    return {key: runner.get_tensor(out[tensor]) for key, tensor in entry["outputs"].items()}
+    return _BoundFile(runner or interpreter(path, threads), entry)(inputs)
 
 
 class Runner:
@@ -243,21 +255,12 @@ class Runner:
     def __init__(self, directory, threads=None):
         with open(os.path.join(directory, METADATA)) as file:
             self.metadata = json.load(file)
-        self._entries = self.metadata["files"]
-        # name -> (interpreter, [(input name, tensor index)], {output key: tensor index}):
-        # allocated and looked up once, not on every call (on the step files the
+        # Allocated and looked up once, not on every call (on the step files the
         # lookups had cost a quarter of the early exit's time).
-        self._files = {}
-        for name, entry in self._entries.items():
-            runner = interpreter(os.path.join(directory, entry["file"]), threads)
-            runner.allocate_tensors()
-            inputs = {d["name"]: d["index"] for d in runner.get_input_details()}
-            outputs = {d["name"]: d["index"] for d in runner.get_output_details()}
-            self._files[name] = (
-                runner,
-                [(key, inputs[key]) for key in entry["inputs"]],
-                {key: outputs[tensor] for key, tensor in entry["outputs"].items()},
-            )
+        self._files = {
+            name: _BoundFile(interpreter(os.path.join(directory, entry["file"]), threads), entry)
+            for name, entry in self.metadata["files"].items()
+        }
         self.num_glimpses = self.metadata["num_glimpses"]
 
     def _image(self, image):
@@ -265,11 +268,7 @@ class Runner:
         return image[None] if image.ndim == 3 else image
 
     def _run(self, name, inputs):
-        runner, input_indices, output_indices = self._files[name]
-        for key, index in input_indices:
-            runner.set_tensor(index, np.asarray(inputs[key], np.float32))
-        runner.invoke()
-        return {key: runner.get_tensor(index) for key, index in output_indices.items()}
+        return self._files[name](inputs)
 
     def run(self, image, num_glimpses=None):
         """`probabilities_per_glimpse` (1, t, K) and `glimpse_boxes` (1, t, 4)."""
