@@ -56,6 +56,9 @@ CONDITIONS = {
     "s0.32_err7": ("s = 0.32 (a looser window), median error 7 px", 0.32, 28, 7.0),
     "px40_err7": ("s = 0.25, median error 7 px, 40 px glimpse (M = 2.8)", 0.25, 40, 7.0),
     "px40": ("s = 0.25, centred, 40 px glimpse (M = 2.8)", 0.25, 40, 0.0),
+    # The item at (about) its own resolution with a 4 px black margin round it, which a
+    # 28 px glimpse (M = 4) cannot have on items that fill their 28 px frame.
+    "s0.32_px36": ("s = 0.32 (a 36 px window round the 28 px item) at 36 px (M = 3.1), centred", 0.32, 36, 0.0),
     "margin20_exact": ("items shrunk to 20 px in their box (as MNIST's digits), pixel-aligned window", PIXEL_ALIGNED, 28, 0.0, 20),
     "margin20_err3.5": ("items shrunk to 20 px in their box, s = 0.25, median error 3.5 px", 0.25, 28, 3.5, 20),
     "margin20_err7": ("items shrunk to 20 px in their box, s = 0.25, median error 7 px", 0.25, 28, 7.0, 20),
