@@ -29,7 +29,7 @@ checkpoints/.
 Every stage is skipped when its output exists, so an interrupted study resumes where it
 stopped; --overwrite starts again. Runs and reports go to --output_dir. Each finished
 training run (config, metrics, model without optimizer: under 1 MB) and each report is
-also kept in --store_dir (experiments/results/translated_fashion_mnist), which is
+also kept in --store_dir (experiments/results/translated_fashion_mnist_<epochs>ep), which is
 meant to be committed: the study takes longer than one working session, and a later
 invocation on another machine restores what is stored instead of training it again.
 A run still training is kept too, from its last finished epoch, with
@@ -85,9 +85,11 @@ flags.DEFINE_list(
 )
 flags.DEFINE_string(
     "store_dir",
-    os.path.join(REPO, "experiments", "results", DATASET),
+    None,
     "Finished runs (config, metrics, model without optimizer) and reports are kept "
-    "here, small enough to commit; a later invocation on any machine resumes from it.",
+    "here, small enough to commit; a later invocation on any machine resumes from it "
+    "(default: experiments/results/translated_fashion_mnist_<epochs>ep, one store per "
+    "training length).",
 )
 flags.DEFINE_list(
     "train_only",
@@ -205,6 +207,11 @@ def recipe(model, epochs=None, name=None):
             raise ValueError(f"MODELS[{model!r}] sets --{key}, which no preset has")
         settings[key] = value
     return settings
+
+
+def default_store(epochs):
+    """The committed store of the study at `epochs` epochs."""
+    return os.path.join(REPO, "experiments", "results", f"{DATASET}_{epochs}ep")
 
 
 def stale_settings(config_path, model, epochs=None, name=None):
@@ -761,6 +768,8 @@ def ship(results, run_dirs):
 def main(argv):
     del argv
     command = command_line()
+    if FLAGS.store_dir is None:
+        FLAGS.store_dir = default_store(FLAGS.epochs)
     if FLAGS.quick:
         # A smoke run publishes nothing into the repository.
         FLAGS.output_dir = FLAGS.output_dir.rstrip("/") + "-quick"

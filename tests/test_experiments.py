@@ -243,7 +243,12 @@ def test_pictures_of_an_earlier_run_do_not_stay_behind(tmp_path):
 def test_the_committed_study_runs_are_of_todays_recipe():
     """Every run kept in the study's store (finished or unfinished) was trained with
     today's preset, or the study would refuse to restore it."""
-    store = os.path.join(REPO, "experiments", "results", "translated_fashion_mnist")
+    sys.path.insert(0, REPO)
+    import presets  # noqa: PLC0415
+
+    epochs = presets.preset("translated_fashion_mnist")["epochs"]
+    store = os.path.join(REPO, "experiments", "results", f"translated_fashion_mnist_{epochs}ep")
+    assert os.path.isdir(store), f"no committed study at the preset's {epochs} epochs: {store}"
     configs = sorted(
         os.path.relpath(os.path.join(root, "config.json"), store)
         for root, _, files in os.walk(store)
@@ -265,8 +270,9 @@ def test_the_committed_study_runs_are_of_todays_recipe():
 @pytest.mark.parametrize(
     "path",
     [
-        "experiments/results/translated_fashion_mnist/mgnet/final.keras",
-        "experiments/results/translated_fashion_mnist/ff/eval/clean.json",
+        "experiments/results/translated_fashion_mnist_30ep/mgnet/final.keras",
+        "experiments/results/translated_fashion_mnist_30ep/ff/eval/clean.json",
+        "experiments/results/translated_fashion_mnist_60ep/mgnet/final.keras",
         "experiments/results/localization_ablation/glimpse40_30ep/final.keras",
     ],
 )
