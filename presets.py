@@ -50,6 +50,11 @@ COMMON = {
     "weight_decay_mode": "decoupled",  # Keras' SGD; official: "coupled" (torch SGD)
     "small_input": False,
     "schedule": "one_cycle",  # (paper) one-cycle for every model
+    # PyTorch OneCycleLR's default warm-up share; (official code) pct_start=0.2.
+    "warmup_fraction": 0.3,
+    # The momentum held at "momentum"; (official code) OneCycleLR's default
+    # cycle_momentum=True: 0.95 -> 0.85 at the rate's peak -> 0.95.
+    "cycle_momentum": False,
     "momentum": 0.9,  # SGD momentum, the usual ImageNet value
     "global_clipnorm": 0.0,  # (paper, official code) no gradient clipping
     "noise_std": 0.0,

@@ -43,7 +43,7 @@ from mgnet_tf.mgnet import INITIALIZERS, SIZE_PENALTY_MODES  # noqa: E402
 from mgnet_tf.optimizers import WEIGHT_DECAY_MODES, sgd  # noqa: E402
 from mgnet_tf.export import export_saved_model  # noqa: E402
 from mgnet_tf.flops import parse_downsample  # noqa: E402
-from mgnet_tf.schedules import SCHEDULES, learning_rate_schedule  # noqa: E402
+from mgnet_tf.schedules import SCHEDULES, OneCycleMomentum, learning_rate_schedule  # noqa: E402
 
 FLAGS = flags.FLAGS
 _PRESET = "default: the data set's preset"
@@ -177,6 +177,19 @@ flags.DEFINE_float(
 flags.DEFINE_float("weight_decay", None, f"SGD weight decay ({_PRESET}).")
 flags.DEFINE_float("momentum", None, f"SGD momentum ({_PRESET}).")
 flags.DEFINE_enum("schedule", None, SCHEDULES, f"Learning-rate schedule ({_PRESET}).")
+flags.DEFINE_float(
+    "warmup_fraction",
+    None,
+    "--schedule=one_cycle: the share of the steps over which the rate rises (PyTorch's "
+    f"OneCycleLR default 0.3; the official code 0.2) ({_PRESET}).",
+)
+flags.DEFINE_bool(
+    "cycle_momentum",
+    None,
+    "--schedule=one_cycle: cycle SGD's momentum 0.95 -> 0.85 (at the rate's peak) -> "
+    "0.95 as PyTorch's OneCycleLR does by default (the official code), instead of "
+    f"holding --momentum; needs --weight_decay_mode=coupled ({_PRESET}).",
+)
 flags.DEFINE_enum(
     "augment", None, pipelines.augment.POLICIES, f"Augmentation policy ({_PRESET})."
 )
@@ -256,6 +269,8 @@ _PRESET_FLAGS = (
     "weight_decay",
     "momentum",
     "schedule",
+    "warmup_fraction",
+    "cycle_momentum",
     "augment",
     "classes_file",
 )
@@ -365,6 +380,15 @@ def _validate(config):
             config["spatial_rescale_at"] is None or config["placement"] == "spatial",
             "empty unless --placement=spatial (received "
             f"--placement={config['placement']})",
+        ),
+        ("warmup_fraction", 0 < config["warmup_fraction"] < 1, "in (0, 1)"),
+        (
+            "cycle_momentum",
+            not config["cycle_momentum"]
+            or (config["schedule"] == "one_cycle" and config["weight_decay_mode"] == "coupled"),
+            "off unless --schedule=one_cycle and --weight_decay_mode=coupled (PyTorch's "
+            f"update; received --schedule={config['schedule']}, "
+            f"--weight_decay_mode={config['weight_decay_mode']})",
         ),
         ("shift_consistency", config["shift_consistency"] >= 0, "a number >= 0"),
         (
@@ -722,10 +746,17 @@ def _compiled_model(config, strategy, steps_per_epoch):
     )
     with strategy.scope():
         model = build_model(config, info.num_classes, info.channels)
+        total_steps = config["epochs"] * steps_per_epoch
         schedule = learning_rate_schedule(
             config["schedule"],
             config["learning_rate"],
-            config["epochs"] * steps_per_epoch,
+            total_steps,
+            warmup_fraction=config["warmup_fraction"],
+        )
+        momentum_schedule = (
+            OneCycleMomentum(total_steps, warmup_fraction=config["warmup_fraction"])
+            if config["cycle_momentum"]
+            else None
         )
         model.compile(
             optimizer=sgd(
@@ -734,6 +765,7 @@ def _compiled_model(config, strategy, steps_per_epoch):
                 config["weight_decay"],
                 config["weight_decay_mode"],
                 config["global_clipnorm"],
+                momentum_schedule=momentum_schedule,
             ),
             jit_compile=config["jit_compile"],
         )

@@ -241,7 +241,9 @@ def _optimizer(recipe, train_count):
 
     steps = FLAGS.epochs * math.ceil(train_count / recipe["batch_size"])
     return optimizers.sgd(
-        schedules.learning_rate_schedule(recipe["schedule"], recipe["learning_rate"], steps),
+        schedules.learning_rate_schedule(
+            recipe["schedule"], recipe["learning_rate"], steps, recipe["warmup_fraction"]
+        ),
         recipe["momentum"],
         recipe["weight_decay"],
         recipe["weight_decay_mode"],

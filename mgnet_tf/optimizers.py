@@ -29,6 +29,9 @@ class CoupledSGD(keras.optimizers.SGD):
         momentum: float >= 0.
         coupled_weight_decay: float >= 0, PyTorch's `weight_decay`; it applies to
             every trainable variable, as the official code's `model.parameters()`.
+        momentum_schedule: None, or a schedule (e.g. `schedules.OneCycleMomentum`)
+            called with the step count, whose value replaces `momentum` at each step,
+            as PyTorch's `OneCycleLR(cycle_momentum=True)` sets the group's momentum.
         **kwargs: other `keras.optimizers.Optimizer` arguments (not
             `weight_decay`, which would add Keras' decoupled decay on top).
     """
@@ -38,6 +41,7 @@ class CoupledSGD(keras.optimizers.SGD):
         learning_rate=0.01,
         momentum=0.0,
         coupled_weight_decay=0.0,
+        momentum_schedule=None,
         name="coupled_sgd",
         **kwargs,
     ):
@@ -55,8 +59,19 @@ class CoupledSGD(keras.optimizers.SGD):
                 "`coupled_weight_decay` must be >= 0. Received: "
                 f"coupled_weight_decay={coupled_weight_decay}"
             )
+        if isinstance(momentum_schedule, dict):
+            momentum_schedule = keras.saving.deserialize_keras_object(momentum_schedule)
+        if momentum_schedule is not None and not callable(momentum_schedule):
+            raise ValueError(
+                "`momentum_schedule` must be None or a schedule called with the step. "
+                f"Received: momentum_schedule={momentum_schedule!r}"
+            )
+        if momentum_schedule is not None and not momentum:
+            # Keras builds the momentum buffers only for a nonzero momentum.
+            momentum = float(momentum_schedule(0))
         super().__init__(learning_rate, momentum=momentum, name=name, **kwargs)
         self.coupled_weight_decay = float(coupled_weight_decay)
+        self.momentum_schedule = momentum_schedule
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
@@ -67,7 +82,12 @@ class CoupledSGD(keras.optimizers.SGD):
             ) * ops.convert_to_tensor(variable)
         if self.momentum != 0:
             buffer = self.momentums[self._get_variable_index(variable)]
-            momentum = ops.cast(self.momentum, variable.dtype)
+            if self.momentum_schedule is None:
+                momentum = ops.cast(self.momentum, variable.dtype)
+            else:
+                momentum = ops.cast(
+                    self.momentum_schedule(self.iterations), variable.dtype
+                )
             # PyTorch starts the buffer at g; a zero buffer times momentum plus g is g.
             self.assign(buffer, buffer * momentum + gradient)
             gradient = buffer
@@ -78,16 +98,28 @@ class CoupledSGD(keras.optimizers.SGD):
         config.pop("nesterov", None)
         config.pop("weight_decay", None)
         config["coupled_weight_decay"] = self.coupled_weight_decay
+        config["momentum_schedule"] = (
+            None
+            if self.momentum_schedule is None
+            else keras.saving.serialize_keras_object(self.momentum_schedule)
+        )
         return config
 
 
 def sgd(
-    learning_rate, momentum, weight_decay, weight_decay_mode="decoupled", global_clipnorm=None
+    learning_rate,
+    momentum,
+    weight_decay,
+    weight_decay_mode="decoupled",
+    global_clipnorm=None,
+    momentum_schedule=None,
 ):
     """The SGD of `weight_decay_mode`: "coupled" (PyTorch's, the official code) or
     "decoupled" (Keras' `SGD(weight_decay=...)`). `global_clipnorm` > 0 scales each
     step's gradients down so that their joint l2 norm is at most that (Keras'
-    `global_clipnorm`, `torch.nn.utils.clip_grad_norm_`); None or 0: no clipping."""
+    `global_clipnorm`, `torch.nn.utils.clip_grad_norm_`); None or 0: no clipping.
+    `momentum_schedule` (coupled only: PyTorch's update, whose buffer does not hold
+    the learning rate) replaces `momentum` at each step."""
     if weight_decay_mode not in WEIGHT_DECAY_MODES:
         raise ValueError(
             f"Expected weight_decay_mode in {WEIGHT_DECAY_MODES}. "
@@ -99,7 +131,19 @@ def sgd(
         )
     clip = {"global_clipnorm": float(global_clipnorm)} if global_clipnorm else {}
     if weight_decay_mode == "coupled":
-        return CoupledSGD(learning_rate, momentum, coupled_weight_decay=weight_decay, **clip)
+        return CoupledSGD(
+            learning_rate,
+            momentum,
+            coupled_weight_decay=weight_decay,
+            momentum_schedule=momentum_schedule,
+            **clip,
+        )
+    if momentum_schedule is not None:
+        raise ValueError(
+            "A momentum schedule (--cycle_momentum) needs PyTorch's update: "
+            "weight_decay_mode='coupled' (--weight_decay_mode=coupled). Received: "
+            f"weight_decay_mode={weight_decay_mode!r}"
+        )
     return keras.optimizers.SGD(
         learning_rate, momentum=momentum, weight_decay=weight_decay or None, **clip
     )

@@ -458,6 +458,23 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
     assert _config(model_dir)["deterministic"] is False
 
 
+def test_the_official_schedule_trains_and_is_recorded(run_train, tmp_path, idx_dir):
+    """--warmup_fraction=0.2 --cycle_momentum --weight_decay_mode=coupled: the official
+    code's OneCycleLR and torch SGD; the run's config keeps them, so a resume is held
+    to them."""
+    model_dir = tmp_path / "official"
+    official = ("--warmup_fraction=0.2", "--cycle_momentum", "--weight_decay_mode=coupled")
+    args = ("--dataset=translated_mnist", f"--data_dir={idx_dir}", *_quick(model_dir))
+    run_train(*args, *official)
+    config = _config(model_dir)
+    assert (config["warmup_fraction"], config["cycle_momentum"]) == (0.2, True)
+    assert config["weight_decay_mode"] == "coupled"
+    (model_dir / "final.keras").unlink()
+    (model_dir / "backup").mkdir()  # as an interrupted run leaves it
+    with pytest.raises(app.UsageError, match="--cycle_momentum=False"):
+        run_train(*args, "--warmup_fraction=0.2", "--weight_decay_mode=coupled")
+
+
 @pytest.mark.parametrize(
     "flag, message",
     [
@@ -481,6 +498,10 @@ def test_resume_of_a_run_from_before_a_new_flag_is_allowed(
         ("--spatial_rescale_at=middle", "--spatial_rescale_at=middle"),
         ("--global_clipnorm=-1", "--global_clipnorm=-1"),
         (("--placement=relative", "--spatial_rescale_at=input"), "received --placement=relative"),
+        ("--warmup_fraction=1", "--warmup_fraction=1.0"),
+        # PyTorch's update only; the preset's decoupled mode is named.
+        ("--cycle_momentum", "--weight_decay_mode=decoupled"),
+        (("--cycle_momentum", "--weight_decay_mode=coupled", "--schedule=cosine"), "--schedule=cosine"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(

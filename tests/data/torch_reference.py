@@ -7,7 +7,11 @@ reads the numbers PyTorch gave from a small file here, computed once by this scr
   padding, align_corners=True) values and gradients, with their inputs, for
   tests/layers/test_glimpse_sampler.py::test_matches_pytorch_values_and_gradients.
 - one_cycle_pytorch.npz: `OneCycleLR` rates, for
-  tests/test_schedules.py::test_one_cycle_matches_pytorch.
+  tests/test_schedules.py::test_one_cycle_matches_pytorch; with the official code's
+  `pct_start=0.2` and `cycle_momentum=True`, the rates and momenta, and the weights
+  that `torch.optim.SGD(momentum, weight_decay)` under that schedule steps through on a
+  quadratic, for tests/test_schedules.py::test_official_one_cycle_matches_pytorch and
+  tests/test_recipe_options.py::test_coupled_sgd_with_cycled_momentum_matches_torch.
 - resnet18_pytorch.npz: the output of a ResNet-18 in torchvision's layout, for
   tests/backbones/test_backbones.py::test_resnet18_matches_pytorch. Its 11M weights
   are not stored: `resnet18_parameters(seed)` draws them with NumPy from the stored
@@ -19,7 +23,8 @@ NumPy 2.4.6; each file records the versions that made it. To regenerate them, fr
 the repository root:
 
     pip install torch==2.13.0
-    python tests/data/torch_reference.py
+    python tests/data/torch_reference.py            # every file
+    python tests/data/torch_reference.py one_cycle_pytorch.npz   # or only these
 
 The script imports only NumPy and torch; it must not import TensorFlow (importing
 torch after TensorFlow can crash). pytest does not collect it (its name does not
@@ -44,6 +49,17 @@ SAMPLER_CASES = (
 )
 ONE_CYCLE_PEAK = 0.1
 ONE_CYCLE_TOTALS = (10, 101)
+# The official code's OneCycleLR (pct_start=0.2, cycle_momentum=True) with SGD
+# momentum 0.9 and coupled weight decay, stepped on the quadratic 0.5 * sum(c * w**2).
+OFFICIAL_PCT_START = 0.2
+OFFICIAL_TOTAL = 30
+OFFICIAL_WEIGHT_DECAY = 0.05
+
+
+def quadratic_problem():
+    """(initial weights, curvatures c) of the SGD trajectory fixture."""
+    rng = np.random.default_rng(3)
+    return rng.standard_normal(6).astype(np.float64), rng.uniform(0.5, 4.0, 6)
 RESNET18_WEIGHT_SEED = 0
 RESNET18_IMAGE_SEED = 1
 RESNET18_IMAGE_SHAPE = (2, 64, 64, 3)
@@ -200,6 +216,37 @@ def _one_cycle_fixture(torch):
             optimizer.step()
             scheduler.step()
         arrays[f"rates_{total}"] = np.array(rates, dtype=np.float64)
+    for total in ONE_CYCLE_TOTALS:
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([parameter], lr=ONE_CYCLE_PEAK, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=ONE_CYCLE_PEAK, total_steps=total, pct_start=OFFICIAL_PCT_START
+        )
+        rates, momenta = [], []
+        for _ in range(total):
+            rates.append(optimizer.param_groups[0]["lr"])
+            momenta.append(optimizer.param_groups[0]["momentum"])
+            optimizer.step()
+            scheduler.step()
+        arrays[f"official_rates_{total}"] = np.array(rates, dtype=np.float64)
+        arrays[f"official_momenta_{total}"] = np.array(momenta, dtype=np.float64)
+    initial, curvature = quadratic_problem()
+    weights = torch.nn.Parameter(torch.tensor(initial))
+    optimizer = torch.optim.SGD(
+        [weights], lr=ONE_CYCLE_PEAK, momentum=0.9, weight_decay=OFFICIAL_WEIGHT_DECAY
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=ONE_CYCLE_PEAK, total_steps=OFFICIAL_TOTAL, pct_start=OFFICIAL_PCT_START
+    )
+    curvature_t = torch.tensor(curvature)
+    trajectory = []
+    for _ in range(OFFICIAL_TOTAL):
+        optimizer.zero_grad()
+        (0.5 * (curvature_t * weights**2).sum()).backward()
+        optimizer.step()
+        scheduler.step()
+        trajectory.append(weights.detach().numpy().copy())
+    arrays["official_sgd_weights"] = np.stack(trajectory)
     return arrays
 
 
@@ -296,11 +343,18 @@ def main():
 
     torch.manual_seed(0)
     torch.set_num_threads(1)  # one summation order, whatever the machine
-    for filename, build in [
+    fixtures = [
         ("glimpse_sampler_pytorch.npz", _sampler_fixture),
         ("one_cycle_pytorch.npz", _one_cycle_fixture),
         ("resnet18_pytorch.npz", _resnet18_fixture),
-    ]:
+    ]
+    wanted = sys.argv[1:] or [filename for filename, _ in fixtures]
+    unknown = sorted(set(wanted) - {filename for filename, _ in fixtures})
+    if unknown:
+        raise SystemExit(f"Unknown files {unknown}; expected some of {[f for f, _ in fixtures]}")
+    for filename, build in fixtures:
+        if filename not in wanted:
+            continue
         path = os.path.join(HERE, filename)
         np.savez_compressed(path, **build(torch), **_versions(torch))
         print(f"{path}: {os.path.getsize(path):,} bytes")
