@@ -1,9 +1,9 @@
 """The paper's Appendix B study on translated Fashion-MNIST: FF-Net vs MGNet.
 
-    python experiments/translated_fashion_mnist.py            # 4-21 h on 2 CPU cores (below)
+    python experiments/translated_fashion_mnist.py            # 7.5-50 h on 2 CPU cores (below)
     python experiments/translated_fashion_mnist.py --quick    # a few-minute smoke run
 
-Trains six models with the same epochs (the preset's 30: until validation accuracy stops rising),
+Trains six models with the same epochs (the preset's 60: until validation accuracy stops rising),
 schedule and batch (the data set's preset, presets.py and docs/training.md), on the
 training split, choosing nothing on the test split:
 
@@ -38,7 +38,9 @@ store); the study on another machine resumes that run from there.
 
 On the 2-core development machine (2026-12-01) an FF-Net epoch takes 630-830 s and an
 MGNet epoch 150-200 s: each 30-epoch FF-Net run takes about 5.5 h, each MGNet run 1.5 h;
-on a 2-core AMD EPYC with AVX-512 (2026-12-02) 95-115 s and 50-65 s (50 and 27 min).
+on a 2-core AMD EPYC with AVX-512 (2026-12-02) 95-115 s and 45-65 s: at the preset's
+60 epochs about 100 min per FF-Net run and 50 per MGNet run, 7.5 h for the six
+(on the first machine 39-51 h).
 """
 
 import glob
