@@ -226,31 +226,27 @@ def test_coupled_sgd_with_cycled_momentum_matches_torch():
     total = torch_reference.OFFICIAL_TOTAL
     initial, curvature = torch_reference.quadratic_problem()
     assert expected.shape == (total, len(initial))
-    optimizer = sgd(
-        learning_rate_schedule("one_cycle", 0.1, total, warmup_fraction=0.2),
-        0.9,
-        torch_reference.OFFICIAL_WEIGHT_DECAY,
-        "coupled",
-        momentum_schedule=OneCycleMomentum(total, warmup_fraction=0.2),
-    )
-    variable = keras.Variable(initial.astype("float32"))
-    got = []
-    for _ in range(total):
-        gradient = curvature.astype("float32") * variable.numpy()
-        optimizer.apply_gradients([(tf.constant(gradient), variable)])
-        got.append(variable.numpy())
-    np.testing.assert_allclose(np.stack(got), expected, rtol=1e-4, atol=1e-6)
+
+    def trajectory(momentum_schedule):
+        optimizer = sgd(
+            learning_rate_schedule("one_cycle", 0.1, total, warmup_fraction=0.2),
+            0.9,
+            torch_reference.OFFICIAL_WEIGHT_DECAY,
+            "coupled",
+            momentum_schedule=momentum_schedule,
+        )
+        variable = keras.Variable(initial.astype("float32"))
+        weights = []
+        for _ in range(total):
+            gradient = curvature.astype("float32") * variable.numpy()
+            optimizer.apply_gradients([(tf.constant(gradient), variable)])
+            weights.append(variable.numpy())
+        return np.stack(weights)
+
+    got = trajectory(OneCycleMomentum(total, warmup_fraction=0.2))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     # Held at 0.9 instead (the preset's default), the same steps end elsewhere.
-    held = sgd(
-        learning_rate_schedule("one_cycle", 0.1, total, warmup_fraction=0.2),
-        0.9,
-        torch_reference.OFFICIAL_WEIGHT_DECAY,
-        "coupled",
-    )
-    variable = keras.Variable(initial.astype("float32"))
-    for _ in range(total):
-        held.apply_gradients([(tf.constant(curvature.astype("float32") * variable.numpy()), variable)])
-    assert np.abs(variable.numpy() - expected[-1]).max() > 1e-3
+    assert np.abs(trajectory(None)[-1] - expected[-1]).max() > 1e-3
 
 
 def test_a_momentum_schedule_needs_the_coupled_update_and_survives_a_round_trip():

@@ -55,14 +55,15 @@ OFFICIAL_PCT_START = 0.2
 OFFICIAL_TOTAL = 30
 OFFICIAL_WEIGHT_DECAY = 0.05
 
+RESNET18_WEIGHT_SEED = 0
+RESNET18_IMAGE_SEED = 1
+RESNET18_IMAGE_SHAPE = (2, 64, 64, 3)
+
 
 def quadratic_problem():
     """(initial weights, curvatures c) of the SGD trajectory fixture."""
     rng = np.random.default_rng(3)
     return rng.standard_normal(6).astype(np.float64), rng.uniform(0.5, 4.0, 6)
-RESNET18_WEIGHT_SEED = 0
-RESNET18_IMAGE_SEED = 1
-RESNET18_IMAGE_SHAPE = (2, 64, 64, 3)
 
 
 def sampler_key(image_shape, size):
@@ -202,34 +203,32 @@ def _sampler_fixture(torch):
     return arrays
 
 
+def _one_cycle_values(torch, total, momentum=0.0, **one_cycle):
+    """The rate and the momentum (arrays of `total`) that OneCycleLR(**one_cycle) sets
+    on SGD at each step."""
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=ONE_CYCLE_PEAK, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=ONE_CYCLE_PEAK, total_steps=total, **one_cycle
+    )
+    values = []
+    for _ in range(total):
+        group = optimizer.param_groups[0]
+        values.append((group["lr"], group["momentum"]))
+        optimizer.step()
+        scheduler.step()
+    return np.array(values, dtype=np.float64).T
+
+
 def _one_cycle_fixture(torch):
     arrays = {"peak": np.array(ONE_CYCLE_PEAK)}
     for total in ONE_CYCLE_TOTALS:
-        parameter = torch.nn.Parameter(torch.zeros(1))
-        optimizer = torch.optim.SGD([parameter], lr=ONE_CYCLE_PEAK)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=ONE_CYCLE_PEAK, total_steps=total, cycle_momentum=False
+        arrays[f"rates_{total}"], _ = _one_cycle_values(torch, total, cycle_momentum=False)
+        rates, momenta = _one_cycle_values(
+            torch, total, momentum=0.9, pct_start=OFFICIAL_PCT_START
         )
-        rates = []
-        for _ in range(total):
-            rates.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            scheduler.step()
-        arrays[f"rates_{total}"] = np.array(rates, dtype=np.float64)
-    for total in ONE_CYCLE_TOTALS:
-        parameter = torch.nn.Parameter(torch.zeros(1))
-        optimizer = torch.optim.SGD([parameter], lr=ONE_CYCLE_PEAK, momentum=0.9)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=ONE_CYCLE_PEAK, total_steps=total, pct_start=OFFICIAL_PCT_START
-        )
-        rates, momenta = [], []
-        for _ in range(total):
-            rates.append(optimizer.param_groups[0]["lr"])
-            momenta.append(optimizer.param_groups[0]["momentum"])
-            optimizer.step()
-            scheduler.step()
-        arrays[f"official_rates_{total}"] = np.array(rates, dtype=np.float64)
-        arrays[f"official_momenta_{total}"] = np.array(momenta, dtype=np.float64)
+        arrays[f"official_rates_{total}"] = rates
+        arrays[f"official_momenta_{total}"] = momenta
     initial, curvature = quadratic_problem()
     weights = torch.nn.Parameter(torch.tensor(initial))
     optimizer = torch.optim.SGD(
