@@ -26,6 +26,15 @@ docs/results.md (the text around them is kept), copies a few glimpse pictures to
 docs/images/results/ and the four seed-0 models, without optimizer state, to
 checkpoints/.
 
+A candidate recipe runs the same study with train.py flags added to every run, in its
+own store and without publishing anything (its report goes to runs/study_<name>), e.g.
+the official code's schedule and weight decay on the clean seed-0 pair:
+
+    python experiments/translated_fashion_mnist.py --recipe_name=official_schedule \
+        --recipe_flags=--warmup_fraction=0.2 --recipe_flags=--cycle_momentum \
+        --recipe_flags=--weight_decay_mode=coupled --recipe_flags=--weight_decay=1e-4 \
+        --train_only=mgnet,ff
+
 Every stage is skipped when its output exists, so an interrupted study resumes where it
 stopped; --overwrite starts again. Runs and reports go to --output_dir. Each finished
 training run (config, metrics, model without optimizer: under 1 MB) and each report is
@@ -126,6 +135,19 @@ flags.DEFINE_bool(
     "quick", False, "Smoke run: a few steps and examples; publishes nothing."
 )
 flags.DEFINE_bool("overwrite", False, "Start again, replacing earlier runs.")
+flags.DEFINE_multi_string(
+    "recipe_flags",
+    [],
+    "A candidate recipe: train.py flags added to every run (the model's and the run's "
+    "own flags still win); repeat for more. Needs --recipe_name.",
+)
+flags.DEFINE_string(
+    "recipe_name",
+    None,
+    "The candidate recipe's name: its store is experiments/results/"
+    "translated_fashion_mnist_<epochs>ep_<name> and its runs and report go to "
+    "runs/study_<name>; it publishes nothing into docs/ or checkpoints/.",
+)
 
 MODELS = {
     "ff": {"label": "FF-Net", "flags": ["--num_glimpses=1", "--downsample=1"]},
@@ -186,14 +208,20 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def run_flags(model, name=None):
-    """train.py's flags for run `name` of `model`: the model's, then the run's own
-    (RUN_FLAGS; None or a name without any: none)."""
-    return MODELS[model]["flags"] + RUN_FLAGS.get(name, {}).get("flags", [])
+    """train.py's flags for run `name` of `model`: a candidate recipe's
+    (--recipe_flags), the model's, then the run's own (RUN_FLAGS; None or a name
+    without any: none); a later flag wins."""
+    return (
+        list(FLAGS.recipe_flags)
+        + MODELS[model]["flags"]
+        + RUN_FLAGS.get(name, {}).get("flags", [])
+    )
 
 
 def recipe(model, epochs=None, name=None):
-    """The settings run `name` of `model` trains with: the preset, the model's flags,
-    the run's own (RUN_FLAGS) and the study's --epochs (`epochs`; None: the preset's)."""
+    """The settings run `name` of `model` trains with: the preset, the candidate
+    recipe's flags, the model's, the run's own (RUN_FLAGS) and the study's --epochs
+    (`epochs`; None: the preset's)."""
     settings = presets.preset(DATASET)
     if epochs is not None:
         settings["epochs"] = epochs
@@ -211,9 +239,11 @@ def recipe(model, epochs=None, name=None):
     return settings
 
 
-def default_store(epochs):
-    """The committed store of the study at `epochs` epochs."""
-    return os.path.join(REPO, "experiments", "results", f"{DATASET}_{epochs}ep")
+def default_store(epochs, recipe_name=None):
+    """The committed store of the study at `epochs` epochs (of the candidate recipe
+    `recipe_name`; None: the preset)."""
+    suffix = f"_{recipe_name}" if recipe_name else ""
+    return os.path.join(REPO, "experiments", "results", f"{DATASET}_{epochs}ep{suffix}")
 
 
 def stale_settings(config_path, model, epochs=None, name=None):
@@ -770,8 +800,26 @@ def ship(results, run_dirs):
 def main(argv):
     del argv
     command = command_line()
+    if bool(FLAGS.recipe_flags) != bool(FLAGS.recipe_name):
+        raise app.UsageError(
+            "--recipe_flags and --recipe_name go together: a candidate recipe needs "
+            f"both (received --recipe_flags={FLAGS.recipe_flags}, "
+            f"--recipe_name={FLAGS.recipe_name!r})"
+        )
+    if FLAGS.recipe_name:
+        if not FLAGS.recipe_name.replace("_", "").replace("-", "").isalnum():
+            raise app.UsageError(
+                f"--recipe_name={FLAGS.recipe_name!r}: expected letters, digits, '_' "
+                "or '-' (it names a directory)"
+            )
+        # A candidate publishes nothing: its report stays beside its runs.
+        if not FLAGS["output_dir"].present:
+            FLAGS.output_dir = os.path.join(REPO, "runs", f"study_{FLAGS.recipe_name}")
+        FLAGS.results = os.path.join(FLAGS.output_dir, "results.md")
+        FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
+        FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
     if FLAGS.store_dir is None:
-        FLAGS.store_dir = default_store(FLAGS.epochs)
+        FLAGS.store_dir = default_store(FLAGS.epochs, FLAGS.recipe_name)
     if FLAGS.quick:
         # A smoke run publishes nothing into the repository.
         FLAGS.output_dir = FLAGS.output_dir.rstrip("/") + "-quick"

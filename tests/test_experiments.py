@@ -105,14 +105,15 @@ def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_di
     assert not unfinished.exists()
 
 
-def _stale_settings(pairs):
+def _stale_settings(pairs, study_flags=()):
     """{config path: the study's `stale_settings(path, model, name=run)`} for (path,
     model) or (path, model, run) tuples, in a fresh interpreter (the study's absl flags
-    share names with train.py's)."""
+    share names with train.py's), the study's flags parsed from `study_flags`."""
     triples = [(*pair, None) if len(pair) == 2 else tuple(pair) for pair in pairs]
     code = (
         "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
         "import translated_fashion_mnist as study\n"
+        f"study.FLAGS(['study', *{list(study_flags)!r}])\n"
         f"print(json.dumps({{p: study.stale_settings(p, m, name=n) for p, m, n in {triples!r}}}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -175,6 +176,61 @@ def test_a_run_with_its_own_flags_is_held_to_them(tmp_path):
     assert _stale_settings([(path("clipped"), "ff", "ff")]) == {
         path("clipped"): ["global_clipnorm=1.0 (preset: 0.0)"]
     }
+
+
+def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
+    """--recipe_flags trains every run with a candidate recipe: a run of today's
+    preset is stale against it, a run of the candidate is not, the model's own flags
+    still win over the candidate's, and the candidate's store is its own."""
+    sys.path.insert(0, REPO)
+    import presets  # noqa: PLC0415
+
+    today = presets.preset("translated_fashion_mnist")
+    assert today["warmup_fraction"] != 0.2 and not today["cycle_momentum"]
+    candidate = {**today, "warmup_fraction": 0.2, "cycle_momentum": True}
+    for name, config in {"today": today, "candidate": candidate}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    flags = ["--recipe_flags=--warmup_fraction=0.2", "--recipe_flags=--cycle_momentum",
+             "--recipe_flags=--num_glimpses=3", "--recipe_name=trial"]
+    path = lambda name: str(tmp_path / f"{name}.json")  # noqa: E731
+    out = _stale_settings([(path("today"), "mgnet"), (path("candidate"), "mgnet")], flags)
+    assert out[path("candidate")] == ["num_glimpses=5 (preset: 3)"]
+    assert out[path("today")] == [
+        "cycle_momentum=False (preset: True)",
+        "num_glimpses=5 (preset: 3)",
+        f"warmup_fraction={today['warmup_fraction']!r} (preset: 0.2)",
+    ]
+    # FF-Net's --num_glimpses=1 comes after the candidate's --num_glimpses=3.
+    ff = {**candidate, "num_glimpses": 1, "downsample": 1.0}
+    (tmp_path / "ff.json").write_text(json.dumps(ff))
+    assert _stale_settings([(path("ff"), "ff")], flags) == {path("ff"): []}
+
+
+def test_a_candidate_recipe_needs_its_name_and_publishes_nothing(tmp_path):
+    """--recipe_flags without --recipe_name is refused by name; with both, the
+    candidate's store and report are its own, never the preset's."""
+    study = [sys.executable, "experiments/translated_fashion_mnist.py"]
+    refused = subprocess.run(
+        [*study, "--recipe_flags=--warmup_fraction=0.2", "--train_only=mgnet"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert refused.returncode != 0
+    assert "--recipe_flags and --recipe_name go together" in refused.stderr
+    bad = subprocess.run(
+        [*study, "--recipe_flags=--warmup_fraction=0.2", "--recipe_name=../x", "--store_unfinished"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert bad.returncode != 0 and "--recipe_name='../x'" in bad.stderr
+    code = (
+        "import sys; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
+        "import translated_fashion_mnist as study\n"
+        "print(study.default_store(60, 'trial')); print(study.default_store(60))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trial, preset = result.stdout.strip().splitlines()[-2:]
+    assert trial.endswith(os.path.join("results", "translated_fashion_mnist_60ep_trial"))
+    assert preset.endswith(os.path.join("results", "translated_fashion_mnist_60ep"))
 
 
 def test_class_table_puts_the_gap_where_mgnet_loses():
