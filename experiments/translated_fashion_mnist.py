@@ -315,6 +315,8 @@ def train(name, timings):
     if os.path.exists(os.path.join(model_dir, "final.keras")):
         log(f"train {name}: {model_dir}/final.keras exists, kept")
         timings[f"train {name}"] = None
+        if not all(os.path.exists(os.path.join(stored, f)) for f in STORED_FILES):
+            store_run(name, model_dir)  # finished, but not stored (e.g. stopped before)
         return model_dir
     args = train_args(
         DATASET,

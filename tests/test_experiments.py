@@ -67,6 +67,14 @@ def test_study_script_quick_run(tmp_path, idx_dir):
     third = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "train ff: restored from" in third.stdout
+    # A run that finished but was not stored (stopped in between) is stored when found.
+    for name in ("config.json", "metrics.csv", "final.keras"):
+        (store / "mgnet_seed1" / name).unlink()
+    fourth = subprocess.run([*command, "--train_only=mgnet_seed1"], cwd=REPO, capture_output=True, text=True)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "stored mgnet_seed1 in" in fourth.stdout
+    for name in ("config.json", "metrics.csv", "final.keras"):
+        assert (store / "mgnet_seed1" / name).exists()
 
 
 def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_dir):
