@@ -113,20 +113,27 @@ def test_study_keeps_an_unfinished_run_and_resumes_it_elsewhere(tmp_path, idx_di
     assert not unfinished.exists()
 
 
-def _stale_settings(pairs, study_flags=()):
-    """{config path: the study's `stale_settings(path, model, name=run)`} for (path,
-    model) or (path, model, run) tuples, in a fresh interpreter (the study's absl flags
-    share names with train.py's), the study's flags parsed from `study_flags`."""
-    triples = [(*pair, None) if len(pair) == 2 else tuple(pair) for pair in pairs]
-    code = (
+def _in_study(code, study_flags=()):
+    """The stdout lines of `code` run after `import translated_fashion_mnist as study`
+    in a fresh interpreter (the study's absl flags share names with train.py's), the
+    study's flags parsed from `study_flags`."""
+    script = (
         "import sys, json; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
         "import translated_fashion_mnist as study\n"
         f"study.FLAGS(['study', *{list(study_flags)!r}])\n"
-        f"print(json.dumps({{p: study.stale_settings(p, m, name=n) for p, m, n in {triples!r}}}))\n"
+        + code
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout.strip().splitlines()
+
+
+def _stale_settings(pairs, study_flags=()):
+    """{config path: the study's `stale_settings(path, model, name=run)`} for (path,
+    model) or (path, model, run) tuples (`_in_study`)."""
+    triples = [(*pair, None) if len(pair) == 2 else tuple(pair) for pair in pairs]
+    code = f"print(json.dumps({{p: study.stale_settings(p, m, name=n) for p, m, n in {triples!r}}}))\n"
+    return json.loads(_in_study(code, study_flags)[-1])
 
 
 def test_study_names_a_stored_run_of_another_recipe(tmp_path):
@@ -229,14 +236,9 @@ def test_a_candidate_recipe_needs_its_name_and_publishes_nothing(tmp_path):
         cwd=REPO, capture_output=True, text=True,
     )
     assert bad.returncode != 0 and "--recipe_name='../x'" in bad.stderr
-    code = (
-        "import sys; sys.path[:0] = ['.', 'experiments']; sys.argv = ['study']\n"
-        "import translated_fashion_mnist as study\n"
+    trial, preset = _in_study(
         "print(study.default_store(60, 'trial')); print(study.default_store(60))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    trial, preset = result.stdout.strip().splitlines()[-2:]
+    )[-2:]
     assert trial.endswith(os.path.join("results", "translated_fashion_mnist_60ep_trial"))
     assert preset.endswith(os.path.join("results", "translated_fashion_mnist_60ep"))
 
