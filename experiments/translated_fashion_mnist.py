@@ -35,10 +35,14 @@ the official code's schedule and weight decay on the clean seed-0 pair:
         --recipe_flags=--weight_decay_mode=coupled --recipe_flags=--weight_decay=1e-4 \
         --train_only=mgnet,ff
 
+Its --store_unfinished needs --recipe_name (the store is the candidate's:
+experiments/results/translated_fashion_mnist_<epochs>ep_<name>).
+
 Every stage is skipped when its output exists, so an interrupted study resumes where it
 stopped; --overwrite starts again. Runs and reports go to --output_dir. Each finished
 training run (config, metrics, model without optimizer: under 1 MB) and each report is
-also kept in --store_dir (experiments/results/translated_fashion_mnist_<epochs>ep), which is
+also kept in --store_dir (experiments/results/translated_fashion_mnist_<epochs>ep; a
+candidate recipe's ..._<epochs>ep_<name>), which is
 meant to be committed: the study takes longer than one working session, and a later
 invocation on another machine restores what is stored instead of training it again.
 A run still training is kept too, from its last finished epoch, with
@@ -55,6 +59,7 @@ on a 2-core AMD EPYC with AVX-512 (2026-12-02) 95-115 s and 45-65 s: at the pres
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -100,7 +105,7 @@ flags.DEFINE_string(
     "Finished runs (config, metrics, model without optimizer) and reports are kept "
     "here, small enough to commit; a later invocation on any machine resumes from it "
     "(default: experiments/results/translated_fashion_mnist_<epochs>ep, one store per "
-    "training length).",
+    "training length; a candidate recipe's: ..._<epochs>ep_<recipe_name>).",
 )
 flags.DEFINE_list(
     "train_only",
@@ -139,14 +144,17 @@ flags.DEFINE_multi_string(
     "recipe_flags",
     [],
     "A candidate recipe: train.py flags added to every run (the model's and the run's "
-    "own flags still win); repeat for more. Needs --recipe_name.",
+    "own flags still win); repeat for more. Settings of the preset only (numbers, "
+    "strings, booleans; not --epochs). Needs --recipe_name.",
 )
 flags.DEFINE_string(
     "recipe_name",
     None,
     "The candidate recipe's name: its store is experiments/results/"
-    "translated_fashion_mnist_<epochs>ep_<name> and its runs and report go to "
-    "runs/study_<name>; it publishes nothing into docs/ or checkpoints/.",
+    "translated_fashion_mnist_<epochs>ep_<name>, its runs go to --output_dir (default "
+    "runs/study_<name>) and its report, pictures and models beside them: --results, "
+    "--images_dir and --checkpoints_dir are not used. --store_unfinished of a candidate "
+    "needs its name.",
 )
 
 MODELS = {
@@ -219,24 +227,56 @@ def run_flags(model, name=None):
 
 
 def recipe(model, epochs=None, name=None):
-    """The settings run `name` of `model` trains with: the preset, the candidate
-    recipe's flags, the model's, the run's own (RUN_FLAGS) and the study's --epochs
-    (`epochs`; None: the preset's)."""
+    """The settings run `name` of `model` trains with: the preset with the study's
+    --epochs (`epochs`; None: the preset's), then the candidate recipe's flags, the
+    model's and the run's own (RUN_FLAGS)."""
     settings = presets.preset(DATASET)
     if epochs is not None:
         settings["epochs"] = epochs
     for flag in run_flags(model, name):
-        key, value = flag[2:].split("=", 1) if "=" in flag else (flag[2:], None)
-        if value is None:  # --name / --noname: a boolean
-            key, value = (key[2:], False) if key.startswith("no") and key[2:] in settings else (key, True)
-        elif isinstance(settings.get(key), bool):
-            value = value.lower() in ("1", "true")
-        elif isinstance(settings.get(key), (int, float)):
-            value = type(settings[key])(float(value))
-        elif key not in settings:
-            raise ValueError(f"MODELS[{model!r}] sets --{key}, which no preset has")
+        key, value = parse_flag(flag, settings)
         settings[key] = value
     return settings
+
+
+# absl's spellings of a boolean flag's value.
+TRUE, FALSE = ("1", "true", "t", "yes", "y"), ("0", "false", "f", "no", "n")
+
+
+def parse_flag(flag, settings):
+    """(key, value) of train.py flag `flag` ("--key=value", "--key" or "--nokey") for
+    a recipe whose settings are `settings`; ValueError for a flag that is no preset
+    setting or whose value the study cannot compare with a run's config (lists, and
+    settings whose default is None)."""
+    if not flag.startswith("--"):
+        raise ValueError(f"{flag!r} is not a flag: expected --name=value, --name or --noname")
+    key, value = flag[2:].split("=", 1) if "=" in flag else (flag[2:], None)
+    if value is None:  # --name / --noname: a boolean
+        key, value = (key[2:], False) if key.startswith("no") and key[2:] in settings else (key, True)
+        if not isinstance(settings.get(key), bool):
+            raise ValueError(f"{flag!r}: --{key} is not a boolean setting of the preset")
+        return key, value
+    if key not in settings:
+        raise ValueError(f"{flag!r}: --{key} is no setting of the preset")
+    if isinstance(settings[key], bool):
+        if value.lower() not in TRUE + FALSE:
+            raise ValueError(f"{flag!r}: expected a boolean, one of {TRUE + FALSE}")
+        return key, value.lower() in TRUE
+    if isinstance(settings[key], (int, float)):
+        return key, type(settings[key])(float(value))
+    if isinstance(settings[key], str):
+        return key, value
+    raise ValueError(
+        f"{flag!r}: --{key} (preset value {settings[key]!r}) cannot be compared with a "
+        "run's config by the study; give the study's recipe only numbers, strings and booleans"
+    )
+
+
+def recipe_label():
+    """What the study's runs are held to: the preset, or the candidate recipe."""
+    if FLAGS.recipe_name:
+        return f"preset with candidate recipe {FLAGS.recipe_name!r} ({' '.join(FLAGS.recipe_flags)})"
+    return "preset"
 
 
 def default_store(epochs, recipe_name=None):
@@ -248,7 +288,8 @@ def default_store(epochs, recipe_name=None):
 
 def stale_settings(config_path, model, epochs=None, name=None):
     """The recipe settings in which the run of `config_path` (run `name` of `model`)
-    differs from today's (`recipe`), as 'key=theirs (preset: ours)'. A setting the run does not record
+    differs from today's (`recipe`: the preset, or the candidate recipe), as
+    'key=theirs (preset: ours)'. A setting the run does not record
     (an option added since) counts as COMMON's value, the default it was added with;
     a run of one glimpse ignores the localization's settings (it has none)."""
     with open(config_path) as f:
@@ -282,7 +323,7 @@ def check_recipe(name, model, directory):
     if stale:
         raise app.UsageError(
             f"{directory} holds run {name} trained with another recipe than today's "
-            f"preset: {', '.join(stale)}. Move it aside (e.g. rename the directory to "
+            f"{recipe_label()}: {', '.join(stale)}. Move it aside (e.g. rename the directory to "
             f"{os.path.basename(os.path.normpath(directory))}-<recipe>; --overwrite "
             "only replaces the runs in --output_dir, not the store) so that the study "
             "trains it again"
@@ -716,7 +757,7 @@ def report(results, timings, total, command, revision):
     pictures = plots(results, destination)
     rel = lambda p: os.path.relpath(p, os.path.dirname(FLAGS.results))  # noqa: E731
     train_minutes = sum(v or 0 for k, v in timings.items() if k.startswith("train")) / 60
-    preset = presets.preset(DATASET)
+    preset = recipe("mgnet", FLAGS.epochs)
     kept = [k for k, v in timings.items() if v is None]
     lines = [
         f"- Command: `{command}`",
@@ -724,7 +765,8 @@ def report(results, timings, total, command, revision):
         f"- Machine: {machine()}; {versions()}",
         f"- Wall time of this invocation: {total / 60:.1f} min, of which training {train_minutes:.1f} min"
         + (f" ({len(kept)} stages done by an earlier invocation were kept and are not counted)" if kept else ""),
-        f"- Every model: {FLAGS.epochs} epochs, preset `{DATASET}` (presets.py: SGD momentum {preset['momentum']}, "
+        f"- Every model: {FLAGS.epochs} epochs, {recipe_label()} `{DATASET}` (presets.py: SGD momentum {preset['momentum']}"
+        f"{' cycled 0.95-0.85' if preset['cycle_momentum'] else ''}, warm-up {preset['warmup_fraction']}, "
         f"one-cycle to {preset['learning_rate']}, batch {preset['batch_size']}, s = {preset['grad_scale']}, "
         f"glimpse loss from glimpse {preset['glimpse_loss_from']}, size penalty {preset['size_penalty']} ({preset['size_penalty_mode']}), "
         f"{preset['weight_decay_mode']} weight decay {preset['weight_decay']}, {preset['initializer']} initialization); "
@@ -799,39 +841,53 @@ def ship(results, run_dirs):
         log(f"shipped {target} ({os.path.getsize(target) / 1e6:.2f} MB)")
 
 
-def main(argv):
-    del argv
-    command = command_line()
-    if bool(FLAGS.recipe_flags) != bool(FLAGS.recipe_name):
+def configure():
+    """Checks the candidate recipe and points the study's outputs where its mode
+    says: a candidate (--recipe_name) and a smoke run (--quick) publish nothing into
+    the repository (their report, pictures and models stay beside their runs)."""
+    if FLAGS.recipe_flags and not FLAGS.recipe_name:
         raise app.UsageError(
-            "--recipe_flags and --recipe_name go together: a candidate recipe needs "
-            f"both (received --recipe_flags={FLAGS.recipe_flags}, "
-            f"--recipe_name={FLAGS.recipe_name!r})"
+            "--recipe_flags needs --recipe_name: a candidate recipe has its own store "
+            f"(received --recipe_flags={FLAGS.recipe_flags})"
+        )
+    if FLAGS.recipe_name and not (FLAGS.recipe_flags or FLAGS.store_unfinished):
+        raise app.UsageError(
+            f"--recipe_name={FLAGS.recipe_name!r} needs the candidate's --recipe_flags "
+            "(only --store_unfinished does without them)"
         )
     if FLAGS.recipe_name:
-        if not FLAGS.recipe_name.replace("_", "").replace("-", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", FLAGS.recipe_name):
             raise app.UsageError(
                 f"--recipe_name={FLAGS.recipe_name!r}: expected letters, digits, '_' "
                 "or '-' (it names a directory)"
             )
-        # A candidate publishes nothing: its report stays beside its runs.
+        for flag in FLAGS.recipe_flags:
+            try:
+                key, _ = parse_flag(flag, presets.preset(DATASET))
+            except ValueError as error:
+                raise app.UsageError(f"--recipe_flags: {error}") from None
+            if key == "epochs":
+                raise app.UsageError("--recipe_flags: give the epochs with the study's --epochs")
         if not FLAGS["output_dir"].present:
             FLAGS.output_dir = os.path.join(REPO, "runs", f"study_{FLAGS.recipe_name}")
-        FLAGS.results = os.path.join(FLAGS.output_dir, "results.md")
-        FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
-        FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
     if FLAGS.store_dir is None:
         FLAGS.store_dir = default_store(FLAGS.epochs, FLAGS.recipe_name)
     if FLAGS.quick:
-        # A smoke run publishes nothing into the repository.
         FLAGS.output_dir = FLAGS.output_dir.rstrip("/") + "-quick"
-        FLAGS.results = os.path.join(FLAGS.output_dir, "results.md")
-        FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
-        FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
         FLAGS.store_dir = os.path.join(FLAGS.output_dir, "store")
         if not FLAGS["epochs"].present:
             FLAGS.epochs = 1
         FLAGS.attack_examples = FLAGS.corruption_examples = 16
+    if FLAGS.quick or FLAGS.recipe_name:
+        FLAGS.results = os.path.join(FLAGS.output_dir, "results.md")
+        FLAGS.images_dir = os.path.join(FLAGS.output_dir, "images")
+        FLAGS.checkpoints_dir = os.path.join(FLAGS.output_dir, "checkpoints")
+
+
+def main(argv):
+    del argv
+    command = command_line()
+    configure()
     if FLAGS.overwrite and os.path.exists(FLAGS.output_dir):
         shutil.rmtree(FLAGS.output_dir)
     start = time.time()

@@ -193,10 +193,19 @@ def test_a_run_with_its_own_flags_is_held_to_them(tmp_path):
     }
 
 
+OFFICIAL_SCHEDULE = [
+    "--recipe_name=official_schedule",
+    "--recipe_flags=--warmup_fraction=0.2",
+    "--recipe_flags=--cycle_momentum",
+    "--recipe_flags=--weight_decay_mode=coupled",
+    "--recipe_flags=--weight_decay=1e-4",
+]
+
+
 def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
     """--recipe_flags trains every run with a candidate recipe: a run of today's
-    preset is stale against it, a run of the candidate is not, the model's own flags
-    still win over the candidate's, and the candidate's store is its own."""
+    preset is stale against it, a run of the candidate is not, and the model's own
+    flags still win over the candidate's."""
     sys.path.insert(0, REPO)
     import presets  # noqa: PLC0415
 
@@ -205,7 +214,7 @@ def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
     candidate = {**today, "warmup_fraction": 0.2, "cycle_momentum": True}
     for name, config in {"today": today, "candidate": candidate}.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(config))
-    flags = ["--recipe_flags=--warmup_fraction=0.2", "--recipe_flags=--cycle_momentum",
+    flags = ["--recipe_flags=--warmup_fraction=0.2", "--recipe_flags=--cycle_momentum=t",
              "--recipe_flags=--num_glimpses=3", "--recipe_name=trial"]
     path = lambda name: str(tmp_path / f"{name}.json")  # noqa: E731
     out = _stale_settings([(path("today"), "mgnet"), (path("candidate"), "mgnet")], flags)
@@ -219,28 +228,68 @@ def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
     ff = {**candidate, "num_glimpses": 1, "downsample": 1.0}
     (tmp_path / "ff.json").write_text(json.dumps(ff))
     assert _stale_settings([(path("ff"), "ff")], flags) == {path("ff"): []}
+    # The committed candidate's MGNet is of its recipe (strings and floats too), and
+    # not of the preset's.
+    stored = os.path.join(
+        REPO, "experiments", "results", "translated_fashion_mnist_60ep_official_schedule", "mgnet", "config.json"
+    )
+    assert _stale_settings([(stored, "mgnet")], OFFICIAL_SCHEDULE) == {stored: []}
+    assert len(_stale_settings([(stored, "mgnet")])[stored]) == 4
+
+
+def _configure(cases):
+    """For each list of study flags in `cases`, the study's output paths after
+    `configure()`, or its error (one interpreter, flags parsed afresh per case)."""
+    code = (
+        "out = []\n"
+        f"for flags in {[list(c) for c in cases]!r}:\n"
+        "    study.FLAGS.unparse_flags(); study.FLAGS(['study', *flags])\n"
+        "    try:\n"
+        "        study.configure()\n"
+        "    except Exception as error:\n"
+        "        out.append(str(error)); continue\n"
+        "    out.append({k: study.FLAGS[k].value for k in "
+        "('output_dir', 'store_dir', 'results', 'images_dir', 'checkpoints_dir')})\n"
+        "print(json.dumps(out))\n"
+    )
+    return json.loads(_in_study(code)[-1])
 
 
 def test_a_candidate_recipe_needs_its_name_and_publishes_nothing(tmp_path):
-    """--recipe_flags without --recipe_name is refused by name; with both, the
-    candidate's store and report are its own, never the preset's."""
-    study = [sys.executable, "experiments/translated_fashion_mnist.py"]
-    refused = subprocess.run(
-        [*study, "--recipe_flags=--warmup_fraction=0.2", "--train_only=mgnet"],
-        cwd=REPO, capture_output=True, text=True,
-    )
-    assert refused.returncode != 0
-    assert "--recipe_flags and --recipe_name go together" in refused.stderr
-    bad = subprocess.run(
-        [*study, "--recipe_flags=--warmup_fraction=0.2", "--recipe_name=../x", "--store_unfinished"],
-        cwd=REPO, capture_output=True, text=True,
-    )
-    assert bad.returncode != 0 and "--recipe_name='../x'" in bad.stderr
-    trial, preset = _in_study(
-        "print(study.default_store(60, 'trial')); print(study.default_store(60))\n"
-    )[-2:]
-    assert trial.endswith(os.path.join("results", "translated_fashion_mnist_60ep_trial"))
-    assert preset.endswith(os.path.join("results", "translated_fashion_mnist_60ep"))
+    """A candidate's store, report, pictures and models are its own, never the
+    preset's or the repository's; a bad candidate is refused by name."""
+    docs, checkpoints = os.path.join(REPO, "docs"), os.path.join(REPO, "checkpoints")
+    mine = str(tmp_path / "mine")
+    named = ["--recipe_name=trial", "--recipe_flags=--warmup_fraction=0.2"]
+    refusals = {
+        "--recipe_flags needs --recipe_name": ["--recipe_flags=--warmup_fraction=0.2"],
+        "--recipe_name='trial' needs the candidate's --recipe_flags": ["--recipe_name=trial"],
+        "--recipe_name='../x': expected letters, digits": [*named, "--recipe_name=../x"],
+        "--no_such is no setting of the preset": [*named, "--recipe_flags=--no_such=1"],
+        "--cycle_momentun is not a boolean setting": [*named, "--recipe_flags=--cycle_momentun"],
+        "expected a boolean": [*named, "--recipe_flags=--cycle_momentum=maybe"],
+        "is not a flag": [*named, "--recipe_flags=warmup_fraction=0.2"],
+        "cannot be compared": [*named, "--recipe_flags=--mean=0.2"],
+        "give the epochs with the study's --epochs": [*named, "--recipe_flags=--epochs=30"],
+    }
+    candidates = [OFFICIAL_SCHEDULE, [*OFFICIAL_SCHEDULE, "--quick"], [*OFFICIAL_SCHEDULE, f"--output_dir={mine}"]]
+    unfinished = ["--recipe_name=official_schedule", "--store_unfinished"]
+    out = _configure([[], *candidates, unfinished, *refusals.values()])
+    preset, candidate, quick, elsewhere, kept = out[:5]
+    assert preset["results"] == os.path.join(docs, "results.md")
+    assert preset["store_dir"] == os.path.join(REPO, "experiments", "results", "translated_fashion_mnist_60ep")
+    store = os.path.join(REPO, "experiments", "results", "translated_fashion_mnist_60ep_official_schedule")
+    assert candidate["output_dir"] != preset["output_dir"] and elsewhere["output_dir"] == mine
+    for paths in (candidate, quick, elsewhere):
+        for key in ("results", "images_dir", "checkpoints_dir"):
+            assert paths[key].startswith(paths["output_dir"] + os.sep), (key, paths)
+            assert not paths[key].startswith((docs, checkpoints)), (key, paths)
+    assert candidate["store_dir"] == elsewhere["store_dir"] == store
+    assert quick["store_dir"] == os.path.join(quick["output_dir"], "store")
+    # --store_unfinished of a candidate needs only its name.
+    assert kept["store_dir"] == store
+    for message, error in zip(refusals, out[5:]):
+        assert isinstance(error, str) and message in error, (message, error)
 
 
 def test_class_table_puts_the_gap_where_mgnet_loses():
