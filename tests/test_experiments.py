@@ -388,6 +388,7 @@ def test_the_committed_study_runs_are_of_todays_recipe():
         "experiments/results/translated_fashion_mnist_30ep/mgnet/final.keras",
         "experiments/results/translated_fashion_mnist_30ep/ff/eval/clean.json",
         "experiments/results/translated_fashion_mnist_60ep/mgnet/final.keras",
+        "experiments/results/translated_fashion_mnist_60ep_official_schedule/ff/unfinished/backup/latest.weights.h5",
         "experiments/results/localization_ablation/glimpse40_30ep/final.keras",
     ],
 )
