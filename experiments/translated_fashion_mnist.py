@@ -336,9 +336,8 @@ def train(name, timings):
     stored = os.path.join(FLAGS.store_dir, name)
     for directory in (model_dir, stored, os.path.join(stored, UNFINISHED)):
         check_recipe(name, model, directory)
-    if not os.path.exists(os.path.join(model_dir, "final.keras")) and all(
-        os.path.exists(os.path.join(stored, f)) for f in STORED_FILES
-    ):
+    in_store = all(os.path.exists(os.path.join(stored, f)) for f in STORED_FILES)
+    if not os.path.exists(os.path.join(model_dir, "final.keras")) and in_store:
         os.makedirs(model_dir, exist_ok=True)
         for f in STORED_FILES:
             shutil.copyfile(os.path.join(stored, f), os.path.join(model_dir, f))
@@ -356,7 +355,7 @@ def train(name, timings):
     if os.path.exists(os.path.join(model_dir, "final.keras")):
         log(f"train {name}: {model_dir}/final.keras exists, kept")
         timings[f"train {name}"] = None
-        if not all(os.path.exists(os.path.join(stored, f)) for f in STORED_FILES):
+        if not in_store:
             store_run(name, model_dir)  # finished, but not stored (e.g. stopped before)
         return model_dir
     args = train_args(
