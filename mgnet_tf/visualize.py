@@ -72,15 +72,17 @@ def draw_glimpse_boxes(images, glimpse_params, correct=None):
                 images, boxes[:, step : step + 1], colours
             )
         else:
-            # draw_bounding_boxes takes one palette per call, so draw right and wrong
-            # boxes in two passes, each with the other kind's boxes moved off-image.
+            # draw_bounding_boxes takes one palette per call: draw every box in each
+            # colour and keep, per image, the drawing of its own colour (no boxes moved
+            # off-image, for which TensorFlow logs a warning per box).
             right = tf.cast(correct, tf.bool)[:, step]
-            hidden = tf.fill(tf.shape(boxes[:, step]), -1.0)
-            for mask, colour in ((right, RIGHT_COLOUR), (~right, WRONG_COLOUR)):
-                chosen = tf.where(mask[:, None], boxes[:, step], hidden)
-                images = tf.image.draw_bounding_boxes(
-                    images, chosen[:, None], tf.constant([colour])
+            drawn = [
+                tf.image.draw_bounding_boxes(
+                    images, boxes[:, step : step + 1], tf.constant([colour])
                 )
+                for colour in (RIGHT_COLOUR, WRONG_COLOUR)
+            ]
+            images = tf.where(right[:, None, None, None], drawn[0], drawn[1])
     return images
 
 

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from mgnet_tf.visualize import draw_glimpse_boxes, glimpse_boxes
@@ -47,3 +51,24 @@ def test_draws_one_colour_per_step_without_correctness():
     # the second box (pixel centres 13..17) has its top edge on row floor(13.5/21*20).
     first, second = pictures[0, 5, 10], pictures[0, 12, 15]
     assert first.max() > 0 and second.max() > 0 and not np.allclose(first, second)
+
+
+def test_right_and_wrong_boxes_log_no_off_image_warning():
+    # TensorFlow logs "completely outside the image" for every box drawn off-image; a
+    # training run's pictures drew hundreds of them into its log. Its native log is
+    # only seen from a fresh process at the default log level.
+    code = """
+import numpy as np
+from mgnet_tf.visualize import draw_glimpse_boxes
+images = np.zeros((3, 21, 21, 1), "float32")
+params = np.tile(np.array([[[0.5, 0.0, 0.0], [0.3, 0.2, 0.1]]], "float32"), (3, 1, 1))
+correct = np.array([[True, False], [False, True], [True, True]])
+print(draw_glimpse_boxes(images, params, correct=correct).numpy().max())
+"""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True,
+    )
+    assert float(result.stdout.split()[-1]) > 0
+    assert "outside the image" not in result.stderr
