@@ -5,7 +5,10 @@ driver, lines such as "Could not find cuda drivers on your machine" and "failed 
 to cuInit: ... (303)". They come from native code before TensorFlow's logging is set
 up, so TF_CPP_MIN_LOG_LEVEL does not hide them. TensorFlow's own Python INFO records
 (five "unsupported characters" lines at every SavedModel export, "Sharding callback
-duration") are dropped too; its warnings and errors are kept. `start_quietly` runs that start with
+duration") are dropped too; its warnings and errors are kept. Native lines in absl's
+format ("I0000 ...", "W0000 ...") are also held to TF_CPP_MIN_LOG_LEVEL (train.py and
+evaluate.py set 2: errors only), which TensorFlow's own start-up lines such as "oneDNN
+custom operations are on" no longer honour. `start_quietly` runs that start with
 the process's stderr (file descriptor 2) captured, then writes back every captured
 line except those known ones. Where an NVIDIA device node exists, a failed cuInit
 means something, and everything is written back. Set MGNET_NATIVE_LOGS=1 to see all.
@@ -45,11 +48,33 @@ def has_nvidia_device():
     return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
-def filter_lines(text):
-    """`text` without the lines that NOISE matches (line ends kept)."""
-    return "".join(
-        line for line in text.splitlines(keepends=True) if not NOISE.search(line)
-    )
+# absl's native log line: severity letter, MMDD, time ("I0000 00:00:1.0 123 file.cc:1] ...").
+_ABSL_LINE = re.compile(r"([IWEF])\d{4} \d\d:\d\d:\d")
+# TF_CPP_MIN_LOG_LEVEL: 0 shows everything, 1 hides INFO, 2 also WARNING, 3 also ERROR.
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+
+
+def min_log_level():
+    """TF_CPP_MIN_LOG_LEVEL as a number (0 when unset or not a number)."""
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def filter_lines(text, min_level=None):
+    """`text` without the lines that NOISE matches and the absl-format lines below
+    `min_level` (default: TF_CPP_MIN_LOG_LEVEL; fatal lines are always kept), line
+    ends kept."""
+    min_level = min_log_level() if min_level is None else min_level
+
+    def keep(line):
+        if NOISE.search(line):
+            return False
+        severity = _ABSL_LINE.match(line)
+        return not severity or _SEVERITY[severity.group(1)] >= min(min_level, 3)
+
+    return "".join(line for line in text.splitlines(keepends=True) if keep(line))
 
 
 @contextlib.contextmanager

@@ -82,6 +82,29 @@ def test_noise_lines_are_dropped_and_everything_else_kept():
     )
 
 
+def test_native_lines_are_held_to_the_minimum_log_level():
+    info = "I0000 00:00:1.0 15 port.cc:153] oneDNN custom operations are on.\n"
+    warning = "W0000 00:00:1.0 15 op.cc:155] a warning\n"
+    error = "E0000 00:00:1.0 15 op.cc:9] an error\n"
+    fatal = "F0000 00:00:1.0 15 op.cc:9] a fatal error\n"
+    plain = "I0000 is not a log line without its time\n"
+    text = info + warning + error + fatal + plain
+    assert _native_logs.filter_lines(text, min_level=0) == text
+    assert _native_logs.filter_lines(text, min_level=1) == warning + error + fatal + plain
+    assert _native_logs.filter_lines(text, min_level=2) == error + fatal + plain
+    assert _native_logs.filter_lines(text, min_level=3) == fatal + plain
+
+
+def test_the_minimum_log_level_is_read_from_the_environment(monkeypatch):
+    line = "I0000 00:00:1.0 15 port.cc:153] oneDNN custom operations are on.\n"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
+    assert _native_logs.filter_lines(line) == ""
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert _native_logs.filter_lines(line) == line
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "not a number")
+    assert _native_logs.filter_lines(line) == line
+
+
 def test_filtered_stderr_writes_back_native_writes(capfd):
     import os
 
