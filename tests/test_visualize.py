@@ -6,6 +6,8 @@ import numpy as np
 
 from mgnet_tf.visualize import draw_glimpse_boxes, glimpse_boxes
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_identity_box_spans_the_pixel_centres():
     boxes = glimpse_boxes(np.array([[1.0, 0.0, 0.0]]), 10, 20).numpy()
@@ -68,7 +70,7 @@ print(draw_glimpse_boxes(images, params, correct=correct).numpy().max())
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True,
+        cwd=REPO, check=True,
     )
     assert float(result.stdout.split()[-1]) > 0
     assert "outside the image" not in result.stderr
