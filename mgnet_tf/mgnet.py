@@ -2,6 +2,7 @@
 
 import inspect
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -18,6 +19,15 @@ from mgnet_tf.layers.localization_head import (
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_PENALTY_MODES = ("all", "confident_last")
+# Keras warns when a trainable variable gets no gradient. The glimpse classifier gets none
+# where no glimpse carries its loss (FF-Net with the glimpse loss from glimpse 2, or
+# alpha = 0); the warning then names its two variables and nothing else, and its advice
+# ("did you forget to provide a `loss`?") does not apply. Any other variable without a
+# gradient still warns.
+_UNUSED_GLIMPSE_CLASSIFIER_WARNING = (
+    r"Gradients do not exist for variables "
+    r"\['[^']*glimpse_classifier/[^']*'(, '[^']*glimpse_classifier/[^']*')*\] "
+)
 INITIALIZERS = ("keras", "torch")
 
 
@@ -614,6 +624,13 @@ class MGNet(keras.Model):
         std = ops.convert_to_tensor(self.std, self.compute_dtype)
         return (images - mean) / std
 
+    @property
+    def glimpse_loss_is_used(self):
+        """Whether the glimpse classifier's loss covers any glimpse (alpha > 0 and
+        T >= glimpse_loss_from); where not (FF-Net with the official form, or alpha = 0)
+        the glimpse classifier is not trained."""
+        return self.alpha > 0 and self.num_glimpses >= self.glimpse_loss_from
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -628,6 +645,12 @@ class MGNet(keras.Model):
             raise ValueError(
                 "MGNet trains with its own joint loss (eqs. 6-8); call "
                 "`compile()` without `loss`. Received a compiled loss."
+            )
+        if not self.glimpse_loss_is_used:
+            # Traced with the train step, before its optimizer update: Keras's warning
+            # that the glimpse classifier gets no gradient is silenced (that one only).
+            warnings.filterwarnings(
+                "ignore", message=_UNUSED_GLIMPSE_CLASSIFIER_WARNING, category=UserWarning
             )
         labels = ops.cast(ops.reshape(y, (-1, 1)), "int32")
         steps = y_pred["logits"].shape[1]

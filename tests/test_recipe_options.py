@@ -4,6 +4,7 @@ penalty, PyTorch's coupled weight decay and initialization, attention biases).""
 
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -105,6 +106,37 @@ def test_ff_net_with_the_official_form_has_only_the_global_loss():
         y_pred["logits"], labels
     ).mean()
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_ff_net_trains_without_the_unused_glimpse_classifier_warning():
+    # With the glimpse loss from glimpse 2 and T = 1 the glimpse classifier gets no
+    # gradient; Keras's warning about it (with advice about a missing loss) is silenced
+    # for those two variables only.
+    model = _tiny(1, downsample=1, alpha=0.6, glimpse_loss_from=2)
+    assert not model.glimpse_loss_is_used
+    images = np.random.default_rng(0).random((4, 32, 32, 1), np.float32)
+    labels = np.arange(4) % 5
+    with warnings.catch_warnings(record=True) as caught:
+        model.compile(optimizer="sgd")
+        model.fit(images, labels, epochs=1, batch_size=4, verbose=0)
+        assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+        # A variable other than the glimpse classifier's, alone or beside them, still warns.
+        for names in (
+            "['mg_net/classifier/kernel']",
+            "['mg_net/glimpse_classifier/kernel', 'mg_net/fusion/query/kernel']",
+        ):
+            warnings.warn(
+                f"Gradients do not exist for variables {names} when minimizing the loss.",
+                UserWarning,
+            )
+    warned = [str(w.message) for w in caught if "Gradients do not exist" in str(w.message)]
+    assert len(warned) == 2 and "fusion/query" in warned[1]
+
+
+def test_the_glimpse_loss_is_used_wherever_a_glimpse_carries_it():
+    assert _tiny(1, downsample=1, alpha=0.6, glimpse_loss_from=1).glimpse_loss_is_used
+    assert _tiny(3, alpha=0.6, glimpse_loss_from=2).glimpse_loss_is_used
+    assert not _tiny(3, alpha=0.0, glimpse_loss_from=1).glimpse_loss_is_used
 
 
 def test_confident_last_size_penalty_on_a_hand_made_batch():
