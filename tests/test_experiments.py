@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -495,7 +496,7 @@ def test_experiment_modules_import_beside_train_py():
     flags share names (--epochs, --seed): the scripts define theirs only when run."""
     code = (
         "import sys; sys.path[:0] = ['.', 'experiments']\n"
-        "import train, glimpse_oracle, placement_probe\n"
+        "import train, glimpse_oracle, placement_probe, paired_gap\n"
         "print('imported')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -617,3 +618,75 @@ def test_probe_command_stores_its_figures(tmp_path, idx_dir):
         cwd=REPO, capture_output=True, text=True,
     )
     assert bad.returncode != 0 and "none.keras" in bad.stderr
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_tail():
+    mcnemar = _experiment("paired_gap").mcnemar_exact
+    assert mcnemar(0, 5) == pytest.approx(2 / 32)  # 5 discordant images, all FF-Net's
+    assert mcnemar(9, 1) == pytest.approx(2 * (1 + 10) / 1024)
+    assert mcnemar(3, 3) == 1.0 and mcnemar(0, 0) == 1.0
+    # A test split's worth of discordant images (past a float's 2**1023): the normal
+    # approximation with continuity correction, z = (|b - c| - 1) / sqrt(b + c).
+    z = (600 - 500 - 1) / np.sqrt(1100)
+    assert mcnemar(600, 500) == pytest.approx(math.erfc(z / np.sqrt(2)), rel=0.1)
+
+
+def test_paired_gap_counts_the_discordant_images_and_brackets_the_gap():
+    paired_gap = _experiment("paired_gap").paired_gap
+    # 100 images: both right on 70, only FF-Net on 10, only MGNet on 5, neither on 15.
+    ff = np.array([1] * 70 + [1] * 10 + [0] * 5 + [0] * 15, bool)
+    mgnet = np.array([1] * 70 + [0] * 10 + [1] * 5 + [0] * 15, bool)
+    result = paired_gap(ff, mgnet, resamples=20000, seed=0)
+    assert result["ff_top1"] == pytest.approx(80.0) and result["mgnet_top1"] == pytest.approx(75.0)
+    assert result["gap_points"] == pytest.approx(5.0)
+    assert (result["ff_only_right"], result["mgnet_only_right"]) == (10, 5)
+    # The normal approximation of the paired difference: sd of the per-image +1/-1/0
+    # over sqrt(100), 3.84 points, so the 95% interval is about 5 +- 7.5.
+    half = 1.96 * 100 * np.sqrt((0.15 - 0.05**2) / 100)
+    low, high = result["interval_points"]
+    assert low < 5.0 < high
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+    with pytest.raises(ValueError, match=r"\(3,\) and \(4,\)"):
+        paired_gap(ff[:3], mgnet[:4], resamples=10, seed=0)
+
+
+def test_paired_gap_command_stores_each_glimpse_count(tmp_path, idx_dir):
+    from mgnet_tf import MGNet  # noqa: PLC0415
+
+    paths = {}
+    for name, glimpses, downsample in (("ff", 1, 1), ("mgnet", 3, 4)):
+        model = MGNet(
+            backbone="vanilla_cnn", num_classes=10, image_size=112, num_glimpses=glimpses,
+            downsample=downsample, channels=1,
+        )
+        model(np.zeros((1, 112, 112, 1), np.float32))
+        paths[name] = tmp_path / f"{name}.keras"
+        model.save(paths[name])
+    command = [
+        sys.executable, "experiments/paired_gap.py", f"--ff={paths['ff']}", f"--mgnet={paths['mgnet']}",
+        f"--data_dir={idx_dir}", "--batch_size=5", "--resamples=100", "--name=tiny",
+        f"--store_dir={tmp_path / 'store'}",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads((tmp_path / "store" / "tiny.json").read_text())
+    rows = stored["after_glimpses"]
+    assert stored["test_examples"] == 12 and len(rows) == 3
+    for row in rows:
+        assert row["images"] == 12
+        assert row["ff_top1"] == rows[0]["ff_top1"]
+        assert row["gap_points"] == pytest.approx(row["ff_top1"] - row["mgnet_top1"])
+        assert row["gap_points"] == pytest.approx(
+            100 * (row["ff_only_right"] - row["mgnet_only_right"]) / 12
+        )
+    assert "| 3 |" in result.stdout
+    swapped = subprocess.run(
+        command[:2] + [f"--ff={paths['mgnet']}", f"--mgnet={paths['ff']}"] + command[4:],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert swapped.returncode != 0 and "must have 1 glimpse" in swapped.stderr
+    missing = subprocess.run(
+        command[:2] + [f"--ff={tmp_path / 'none.keras'}"] + command[3:],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert missing.returncode != 0 and "none.keras" in missing.stderr
