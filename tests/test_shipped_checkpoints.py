@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+import mgnet_tf  # noqa: F401  (registers MGNet's classes, as a user's script must)
 from pipelines import translated_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
