@@ -39,7 +39,8 @@ from glimpse_oracle import sigma_for_median  # noqa: E402
 DATASET = "translated_fashion_mnist"
 CANVAS = 112
 BEGIN, END = "<!-- probe:begin -->", "<!-- probe:end -->"
-# name: (what it is, s or None for the model's own, median centre error px)
+# name: (what it is, s or None for the model's own, median centre error px[, "second":
+# glimpse 2 only, the localization network's from glimpse 3 on])
 CONDITIONS = {
     "learned": ("the model's own glimpses", None, None),
     "box_centre": ("the model's own s, centred on the item's box", None, 0.0),
@@ -47,6 +48,16 @@ CONDITIONS = {
     "box_s0.30": ("s = 0.30, centred on the box", 0.30, 0.0),
     "box_s0.25_err3.5": ("s = 0.25, median centre error 3.5 px", 0.25, 3.5),
     "box_s0.25_err7": ("s = 0.25, median centre error 7 px", 0.25, 7.0),
+    # Glimpse 2 alone moved: how much of the accuracy after 3 glimpses waits on where the
+    # first view (the whole canvas at 1/M) sends glimpse 2.
+    "second_box_centre": (
+        "glimpse 2 only: the model's own s, centred on the box; glimpses 3.. the model's",
+        None, 0.0, "second_centre",
+    ),
+    "second_box_s0.25": (
+        "glimpse 2 only: s = 0.25, centred on the box; glimpses 3.. the model's",
+        0.25, 0.0, "second",
+    ),
 }
 FLAGS = flags.FLAGS
 
@@ -101,7 +112,8 @@ def make_runner(model):
 
     mode "learned": the localization network's params; "centre": its s with `oracle`'s
     (x, y); "oracle": `oracle` (s, x, y); "second": `oracle` for glimpse 2 only, the
-    localization network's from glimpse 3 on. Returns logits (B, T, K), glimpse logits
+    localization network's from glimpse 3 on; "second_centre": its s with `oracle`'s
+    (x, y) for glimpse 2 only. Returns logits (B, T, K), glimpse logits
     (B, T, K) and the params used (B, T, 3).
     """
     import tensorflow as tf  # noqa: PLC0415
@@ -119,9 +131,9 @@ def make_runner(model):
             used.append(params)
             if step + 1 < model.num_glimpses:
                 learned = model.next_glimpse_params(out, params)
-                if mode == "learned" or (mode == "second" and step > 0):
+                if mode == "learned" or (mode in ("second", "second_centre") and step > 0):
                     params = learned
-                elif mode == "centre":
+                elif mode in ("centre", "second_centre"):
                     params = tf.concat([learned[:, :1], oracle[:, 1:]], axis=1)
                 else:
                     params = oracle
@@ -141,7 +153,7 @@ def probe(model, dataset, boxes, seed):
     run = make_runner(model)
     centres = box_params(boxes)
     results = {}
-    for name, (description, scale, error_px) in CONDITIONS.items():
+    for name, (description, scale, error_px, *only) in CONDITIONS.items():
         rng = np.random.default_rng(seed)
         correct, glimpse_correct, params_used, labels_all, start = [], [], [], [], 0
         for images, labels in dataset:
@@ -153,6 +165,8 @@ def probe(model, dataset, boxes, seed):
                 )
             oracle = np.concatenate([np.full((batch, 1), scale or 0.0), centre], 1)
             mode = "learned" if error_px is None else ("centre" if scale is None else "oracle")
+            if only:
+                mode = only[0]
             logits, glimpse_logits, used = run(images, tf.constant(oracle, tf.float32), mode)
             y = labels.numpy()[:, None]
             correct.append(logits.numpy().argmax(-1) == y)

@@ -560,6 +560,16 @@ def test_probe_runner_replays_the_model_and_replaces_only_later_glimpses():
         used.numpy()[:, 2], model.localization(second["fused"], oracle).numpy(), atol=1e-6
     )
     assert not np.allclose(used.numpy()[:, 2], expected["glimpse_params"].numpy()[:, 2], atol=1e-4)
+    # "second_centre": glimpse 2 at its own size on the oracle's centre, then the model's.
+    _, _, used = run(images, oracle, "second_centre")
+    own_second = expected["glimpse_params"].numpy()[:, 1]
+    np.testing.assert_allclose(used.numpy()[:, 1, 0], own_second[:, 0], atol=1e-6)
+    np.testing.assert_allclose(used.numpy()[:, 1, 1:], oracle.numpy()[:, 1:], atol=1e-7)
+    placed = tf.constant(used.numpy()[:, 1])
+    second = model.glimpse_step(x, first["tokens"], placed, training=False)
+    np.testing.assert_allclose(
+        used.numpy()[:, 2], model.next_glimpse_params(second, placed).numpy(), atol=1e-6
+    )
 
 
 def test_probe_offset_readout_recovers_a_linear_code_and_not_noise():
