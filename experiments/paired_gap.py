@@ -101,17 +101,10 @@ def paired_gap(ff_correct, mgnet_correct, resamples, seed, level=0.95):
 
 def correct_per_glimpse(model, dataset):
     """(images, T) booleans: the model's top-1 after each glimpse is the label."""
-    import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    from mgnet_tf import evaluation  # noqa: PLC0415
 
-    @tf.function(reduce_retracing=True)
-    def logits(images):
-        return model(images, training=False)["logits"]
-
-    rows = []
-    for images, labels in dataset:
-        rows.append(logits(images).numpy().argmax(-1) == labels.numpy()[:, None])
-    return np.concatenate(rows)
+    predicted = evaluation.predict(model, dataset, progress=False)
+    return predicted["probabilities"].argmax(-1) == predicted["labels"][:, None]
 
 
 def main(argv):
