@@ -164,9 +164,10 @@ def probe(model, dataset, boxes, seed):
                     sigma_for_median(error_px) * 2.0 / (CANVAS - 1)
                 )
             oracle = np.concatenate([np.full((batch, 1), scale or 0.0), centre], 1)
-            mode = "learned" if error_px is None else ("centre" if scale is None else "oracle")
             if only:
                 mode = only[0]
+            else:
+                mode = "learned" if error_px is None else ("centre" if scale is None else "oracle")
             logits, glimpse_logits, used = run(images, tf.constant(oracle, tf.float32), mode)
             y = labels.numpy()[:, None]
             correct.append(logits.numpy().argmax(-1) == y)
