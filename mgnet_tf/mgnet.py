@@ -295,6 +295,14 @@ class MGNet(keras.Model):
         self.size_penalty_threshold = float(size_penalty_threshold)
         self.size_penalty_rescaled = bool(size_penalty_rescaled)
         self.glimpse_loss_from = int(glimpse_loss_from)
+        if not self.glimpse_loss_is_used:
+            # Once, here: Keras's warning that the glimpse classifier gets no gradient is
+            # silenced (that one only). Not per loss call: each new filter resets
+            # Python's once-per-place record, so other warnings would repeat every
+            # eager step.
+            warnings.filterwarnings(
+                "ignore", message=_UNUSED_GLIMPSE_CLASSIFIER_WARNING, category=UserWarning
+            )
         self.global_loss_weights = global_loss_weights
         self.initializer = initializer
         self.attention_bias = bool(attention_bias)
@@ -645,12 +653,6 @@ class MGNet(keras.Model):
             raise ValueError(
                 "MGNet trains with its own joint loss (eqs. 6-8); call "
                 "`compile()` without `loss`. Received a compiled loss."
-            )
-        if not self.glimpse_loss_is_used:
-            # Traced with the train step, before its optimizer update: Keras's warning
-            # that the glimpse classifier gets no gradient is silenced (that one only).
-            warnings.filterwarnings(
-                "ignore", message=_UNUSED_GLIMPSE_CLASSIFIER_WARNING, category=UserWarning
             )
         labels = ops.cast(ops.reshape(y, (-1, 1)), "int32")
         steps = y_pred["logits"].shape[1]
