@@ -171,11 +171,6 @@ def load_model(path):
         raise ModelFileError(f"{path}: Keras cannot load it: {error}") from error
 
 
-def save_weights(model, path):
-    """Saves `model`'s weights (and optimizer state) to `path` (`.weights.h5`) atomically."""
-    write_then_rename(path, model.save_weights, "the weights and optimizer state")
-
-
 def write_json(data, path):
     """Writes `data` as indented JSON to `path` atomically."""
 

@@ -96,3 +96,67 @@ def test_backup_and_restore_resumes_from_the_epoch(tmp_path):
     )
     assert history.epoch == [1, 2]
     assert not os.path.exists(backup)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+def _fit(backup, epochs, stop_after=None):
+    """Fits the same model on the same batches (no shuffling, fixed start)."""
+    keras.utils.set_random_seed(0)
+    x = np.random.RandomState(1).rand(8, 3).astype("float32")
+    y = np.random.RandomState(2).rand(8, 2).astype("float32")
+    model = _model()
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    callbacks = [checkpoints.BackupAndRestore(backup)]
+    if stop_after:
+        callbacks.append(_StopAfter(stop_after))
+    try:
+        history = model.fit(
+            x, y, epochs=epochs, batch_size=4, shuffle=False, verbose=0,
+            callbacks=callbacks,
+        )
+    except KeyboardInterrupt:
+        return model, None
+    return model, history
+
+
+def test_kill_between_the_weights_and_the_record_resumes_exactly(tmp_path):
+    """The weights of epoch 2 are in place, the record still says epoch 1 (a kill
+    between the two renames): the rerun goes on after epoch 2, from those weights,
+    and ends where the uninterrupted run ends."""
+    whole, _ = _fit(str(tmp_path / "whole"), 4)
+    backup = str(tmp_path / "backup")
+    _fit(backup, 4, stop_after=2)
+    metadata = os.path.join(backup, checkpoints.TRAINING_METADATA)
+    assert checkpoints.read_json(metadata)["epoch"] == 2
+    checkpoints.write_json({"epoch": 1, "batch": 0}, metadata)  # the lagging record
+    assert checkpoints.completed_epochs(backup) == 2
+    resumed, history = _fit(backup, 4)
+    assert history.epoch == [2, 3]  # epoch 2 is not run again
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_backup_whose_weights_hold_no_epoch_resumes_from_its_record(tmp_path):
+    """Backups written before the weights held their epoch (e.g. stored unfinished
+    runs) still resume after the epoch their record names."""
+    import h5py
+
+    backup = str(tmp_path / "backup")
+    _fit(backup, 4, stop_after=1)
+    with h5py.File(os.path.join(backup, checkpoints.BACKUP_WEIGHTS), "r+") as file:
+        del file.attrs["mgnet_tf_epoch"]
+    checkpoints.write_json(
+        {"epoch": 1, "batch": 0}, os.path.join(backup, checkpoints.TRAINING_METADATA)
+    )
+    assert checkpoints.completed_epochs(backup) == 1
+    _, history = _fit(backup, 4)
+    assert history.epoch == [1, 2, 3]

@@ -20,7 +20,6 @@ from mgnet_tf.files import (  # noqa: F401
     read_json,
     remove_temporaries,
     save_model,
-    save_weights,
     write_json,
     write_then_rename,
 )
@@ -113,32 +112,78 @@ def restart_tensorboard(logs_dir, epoch):
         writer.close()
 
 
-# Where keras.callbacks.BackupAndRestore keeps its record of the finished epochs.
+# Where keras.callbacks.BackupAndRestore keeps its record of the finished epochs,
+# and its weights.
 TRAINING_METADATA = "training_metadata.json"
+BACKUP_WEIGHTS = "latest.weights.h5"
+# The HDF5 attribute of the backup's weights file that holds the epoch they end.
+_EPOCH_ATTRIBUTE = "mgnet_tf_epoch"
+
+
+def _set_weights_epoch(path, epoch):
+    import h5py  # noqa: PLC0415  (Keras's own dependency for .weights.h5)
+
+    with h5py.File(path, "r+") as file:
+        file.attrs[_EPOCH_ATTRIBUTE] = int(epoch)
+
+
+def _weights_epoch(path):
+    """The epoch the backup's weights at `path` end, or None for a file without it
+    (written before 2026-12-04)."""
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(path, "r") as file:
+        value = file.attrs.get(_EPOCH_ATTRIBUTE)
+    return None if value is None else int(value)
 
 
 def completed_epochs(backup_dir):
-    """Epochs finished by the run backed up in `backup_dir` (0 when there is none)."""
+    """Epochs finished by the run backed up in `backup_dir` (0 when there is none).
+
+    The epoch its weights file holds counts; the record beside it (Keras's
+    training_metadata.json) lags it by one when a kill fell between their two
+    renames. Backups written before the weights held their epoch use the record.
+    """
+    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
+    if tf.io.gfile.exists(weights):
+        epoch = _weights_epoch(weights)
+        if epoch is not None:
+            return epoch
     record = read_json(os.path.join(backup_dir, TRAINING_METADATA))
     return 0 if record is None else int(record["epoch"])
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` whose backups are written atomically.
+    """`keras.callbacks.BackupAndRestore` whose backups are written atomically and
+    resume exactly.
 
     Keras writes the weights in place, so a run killed during the write leaves a
     truncated file that makes the next start fail. Here the weights and then the
-    epoch record are each renamed into place; a kill between the two renames resumes
-    from the new weights and repeats one epoch.
+    epoch record are each renamed into place. The weights file also holds the epoch
+    it ends (an HDF5 attribute, written before its rename), and that is the epoch a
+    rerun resumes after: a kill between the two renames resumes from the new weights
+    after their own epoch, exactly as the uninterrupted run goes on, instead of
+    repeating an epoch from weights that already include it.
     """
 
     def _save_model(self):
         tf.io.gfile.makedirs(self.backup_dir)
-        save_weights(self.model, self._weights_path)
+        epoch = self._current_epoch
+
+        def write(temporary):
+            self.model.save_weights(temporary)
+            _set_weights_epoch(temporary, epoch)
+
+        write_then_rename(self._weights_path, write, "the weights and optimizer state")
         write_json(
-            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+            {"epoch": epoch, "batch": self._last_batch_seen},
             self._training_metadata_path,
         )
+
+    def _load_model(self):
+        super()._load_model()
+        if tf.io.gfile.exists(self._weights_path):
+            self.model._initial_epoch = completed_epochs(self.backup_dir)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
