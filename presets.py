@@ -44,6 +44,10 @@ COMMON = {
     # from what it sees (MGNet's docstring; docs/training.md).
     "shift_consistency": 0.0,
     "shift_consistency_radius": 0.5,
+    # (ours, off by default: not in the paper or the official code) the weight of the
+    # loss that pulls glimpses 2..T-1 towards where the last glimpse went (MGNet's
+    # docstring; docs/training.md).
+    "lookahead": 0.0,
     "size_penalty_rescaled": True,  # (paper, official code) one autograd graph
     "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
     "std": None,
@@ -81,6 +85,7 @@ LOCALIZATION_SETTINGS = (
     "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
+    "lookahead",
 )
 
 

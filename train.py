@@ -152,6 +152,13 @@ flags.DEFINE_float(
     "Largest shift per axis of --shift_consistency, as a fraction of the glimpse's "
     f"half side ({_PRESET}).",
 )
+flags.DEFINE_float(
+    "lookahead",
+    None,
+    "Weight of the lookahead loss (ours; needs --num_glimpses >= 3): each learned "
+    "glimpse before the last is pulled towards the last glimpse's centre (held "
+    f"fixed), so early glimpses go where the model ends up looking; 0 is off ({_PRESET}).",
+)
 flags.DEFINE_list(
     "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
 )
@@ -257,6 +264,7 @@ _PRESET_FLAGS = (
     "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
+    "lookahead",
     "size_penalty_rescaled",
     "mean",
     "std",
@@ -391,6 +399,12 @@ def _validate(config):
             f"--weight_decay_mode={config['weight_decay_mode']})",
         ),
         ("shift_consistency", config["shift_consistency"] >= 0, "a number >= 0"),
+        ("lookahead", config["lookahead"] >= 0, "a number >= 0"),
+        (
+            "lookahead",
+            config["lookahead"] == 0 or config["num_glimpses"] >= 3,
+            f"0 unless --num_glimpses >= 3 (received --num_glimpses={config['num_glimpses']})",
+        ),
         (
             "shift_consistency",
             config["shift_consistency"] == 0

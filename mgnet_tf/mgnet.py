@@ -145,6 +145,17 @@ class MGNet(keras.Model):
             turns it off (no extra backbone pass).
         shift_consistency_radius: float in (0, 1], the largest shift per axis as a
             fraction of the glimpse's half side.
+        lookahead: float >= 0, weight of a self-supervised loss (ours, not in the
+            paper) that teaches each early glimpse to go where the model's last
+            glimpse went: for every learned glimpse t = 2..T-1, the squared distance
+            between its centre and the last glimpse's centre (held fixed, no gradient
+            into it), in half sides of the last glimpse, averaged over those glimpses
+            and the batch. The last glimpse, placed after T - 1 looks, is the model's
+            best estimate of where the item is; glimpse 2 is placed from the whole
+            image at 1 / downsample of its resolution and lands further off. Its
+            gradient bypasses eq. 5's re-scaling (`rescale_at="output"`), so it
+            reaches the localization layer at the full rate. No box labels are used
+            and no backbone pass is added. Needs T >= 3. 0 turns it off.
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -202,6 +213,7 @@ class MGNet(keras.Model):
         spatial_rescale_at=None,
         shift_consistency=0.0,
         shift_consistency_radius=0.5,
+        lookahead=0.0,
         crop_fraction=None,
         **kwargs,
     ):
@@ -350,6 +362,16 @@ class MGNet(keras.Model):
                 "`shift_consistency_radius` must be in (0, 1]. Received: "
                 f"shift_consistency_radius={shift_consistency_radius!r}"
             )
+        if not isinstance(lookahead, (int, float)) or lookahead < 0:
+            raise ValueError(
+                f"`lookahead` must be a number >= 0. Received: lookahead={lookahead!r}"
+            )
+        if lookahead > 0 and num_glimpses < 3:
+            raise ValueError(
+                "`lookahead` > 0 needs num_glimpses >= 3 (a learned glimpse before the "
+                f"last one). Received: num_glimpses={num_glimpses}"
+            )
+        self.lookahead = float(lookahead)
         self.shift_consistency = float(shift_consistency)
         self.shift_consistency_radius = float(shift_consistency_radius)
         # Only models that use it carry its random state (older files load as before).
@@ -690,6 +712,10 @@ class MGNet(keras.Model):
             per_example += self.size_penalty * self._size_penalty(
                 y_pred["glimpse_params"][:, :, 0], global_ce[:, -1]
             )
+        if self.lookahead > 0 and steps > 2:
+            per_example += self.lookahead * self._lookahead_error(
+                y_pred["glimpse_params"]
+            )
         if sample_weight is not None:
             weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
             loss = ops.sum(per_example * weights) / ops.maximum(ops.sum(weights), 1e-12)
@@ -709,6 +735,17 @@ class MGNet(keras.Model):
             return params
         free = params / self.grad_scale
         return free + ops.stop_gradient(params - free)
+
+    def _lookahead_error(self, params):
+        """Per-example lookahead loss (see `lookahead`) from the glimpse parameters
+        `params` (B, t, 3), t >= 3: the mean over glimpses 2..t-1 of the squared
+        distance of their centres from the last glimpse's (held fixed), in units of
+        the last glimpse's half side."""
+        params = ops.cast(params, "float32")
+        last = ops.stop_gradient(params[:, -1])
+        early = self._past_rescaling(params[:, 1:-1, 1:3])
+        distance = (early - last[:, None, 1:3]) / last[:, None, 0:1]
+        return ops.mean(ops.sum(ops.square(distance), axis=-1), axis=1)
 
     def _size_penalty(self, scales, last_cross_entropy):
         """Per-example size penalty of `size_penalty_mode`, from the glimpse sides
@@ -771,6 +808,7 @@ class MGNet(keras.Model):
                 "spatial_rescale_at": self.spatial_rescale_at,
                 "shift_consistency": self.shift_consistency,
                 "shift_consistency_radius": self.shift_consistency_radius,
+                "lookahead": self.lookahead,
                 "crop_fraction": self.crop_fraction,
             }
         )

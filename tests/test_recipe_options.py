@@ -945,3 +945,100 @@ def test_placement_map_errors_name_the_setting():
         _tiny(3, placement="relative", image_size=64, placement_map="conv3")
     # A 16 px glimpse: conv3's map is 3 x 3, enough; conv4's 1 x 1 would not be.
     assert _tiny(3, placement="spatial", placement_map="conv3").localization.map_channels == 64
+
+
+def test_lookahead_loss_on_a_hand_made_batch():
+    # Glimpses 2..T-1 against the last glimpse's centre, in its half sides:
+    # example 0, T = 4: glimpse 2 at (0.3, -0.1), glimpse 3 at (0.1, 0.1), the last
+    # at (0.1, 0.0) with s = 0.25 -> ((0.2 / 0.25)^2 + (0.1 / 0.25)^2
+    # + 0 + (0.1 / 0.25)^2) / 2.
+    params = np.array(
+        [
+            [[1.0, 0.0, 0.0], [0.4, 0.3, -0.1], [0.3, 0.1, 0.1], [0.25, 0.1, 0.0]],
+            [[1.0, 0.0, 0.0], [0.5, -0.5, 0.5], [0.2, 0.0, 0.0], [0.5, -0.5, 0.5]],
+        ],
+        np.float32,
+    )
+    y_pred, labels = _batch(batch=2, steps=4)
+    y_pred["glimpse_params"] = params
+    expected = np.array(
+        [
+            ((0.2 / 0.25) ** 2 + (0.1 / 0.25) ** 2 + (0.1 / 0.25) ** 2) / 2,
+            (0.0 + (0.5 / 0.5) ** 2 + (0.5 / 0.5) ** 2) / 2,
+        ]
+    )
+    plain = _tiny(4)
+    looking = _tiny(4, lookahead=0.3)
+    np.testing.assert_allclose(
+        float(looking.compute_loss(None, labels, y_pred)),
+        float(plain.compute_loss(None, labels, y_pred)) + 0.3 * expected.mean(),
+        rtol=1e-5,
+    )
+
+
+def test_lookahead_trains_the_early_glimpses_only_at_the_full_rate():
+    # The gradient of the lookahead loss reaches glimpses 2..T-1's parameters,
+    # 1 / grad_scale times what it would through eq. 5's re-scaling, and never the
+    # last glimpse's (its target) or glimpse 1's (fixed).
+    model = _tiny(4, lookahead=1.0, grad_scale=0.1)
+    params = tf.constant(
+        [[[1.0, 0.0, 0.0], [0.4, 0.3, -0.1], [0.3, 0.1, 0.1], [0.25, 0.1, 0.0]]]
+    )
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss = model._lookahead_error(params)
+    gradient = tape.gradient(loss, params).numpy()[0]
+    # d/dc of mean_t ((c_t - c_T) / s_T)^2 over the 2 early glimpses, times 1 / 0.1.
+    expected = np.zeros((4, 3))
+    expected[1, 1:] = 2 * np.array([0.2, -0.1]) / 0.25**2 / 2 / 0.1
+    expected[2, 1:] = 2 * np.array([0.0, 0.1]) / 0.25**2 / 2 / 0.1
+    # (float32: 0.1 - 0.1 after the 1 / 0.1 of the bypass leaves ~4e-6)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_lookahead_moves_glimpse_2_towards_the_last_glimpse_in_training():
+    # A few SGD steps on the lookahead loss alone bring glimpse 2's centre nearer
+    # the last glimpse's.
+    images = np.random.default_rng(5).random((8, 32, 32, 1)).astype("float32")
+    model = _tiny(4, lookahead=1.0, placement="relative")
+    model(images)
+    optimizer = keras.optimizers.SGD(0.05)
+
+    def distance():
+        params = model(images)["glimpse_params"].numpy()
+        return np.abs(params[:, 1, 1:] - params[:, -1, 1:]).sum(-1).mean()
+
+    before = distance()
+    for _ in range(20):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(
+                model._lookahead_error(model(images, training=True)["glimpse_params"])
+            )
+        pairs = [
+            (g, v)
+            for g, v in zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            if g is not None  # the classifiers get none from this loss
+        ]
+        optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+    assert distance() < 0.5 * before, (before, distance())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lookahead": -0.1}, "lookahead"),
+        ({"lookahead": "1"}, "lookahead"),
+        ({"lookahead": 0.1, "num_glimpses": 2}, "num_glimpses >= 3"),
+    ],
+)
+def test_lookahead_errors_name_the_value(kwargs, message):
+    kwargs = {"num_glimpses": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        _tiny(**kwargs)
+
+
+def test_lookahead_survives_a_keras_round_trip(tmp_path):
+    model = _tiny(3, lookahead=0.25)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    assert keras.saving.load_model(path).lookahead == 0.25
