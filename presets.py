@@ -48,6 +48,7 @@ COMMON = {
     # loss that pulls glimpses 2..T-1 towards where the last glimpse went (MGNet's
     # docstring; docs/training.md).
     "lookahead": 0.0,
+    "lookahead_start": 0,  # epochs before it counts
     "size_penalty_rescaled": True,  # (paper, official code) one autograd graph
     "mean": None,  # the model's default: ImageNet's for RGB, 0.5 otherwise
     "std": None,
@@ -86,6 +87,7 @@ LOCALIZATION_SETTINGS = (
     "shift_consistency",
     "shift_consistency_radius",
     "lookahead",
+    "lookahead_start",
 )
 
 

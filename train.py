@@ -37,6 +37,7 @@ from training.callbacks import (  # noqa: E402
     GlimpseImages,
     LearningRateLogger,
     LocalizationLogger,
+    LookaheadStart,
     epoch_summary,
 )
 from mgnet_tf.mgnet import INITIALIZERS, SIZE_PENALTY_MODES  # noqa: E402
@@ -159,6 +160,12 @@ flags.DEFINE_float(
     "glimpse before the last is pulled towards the last glimpse's centre (held "
     f"fixed), so early glimpses go where the model ends up looking; 0 is off ({_PRESET}).",
 )
+flags.DEFINE_integer(
+    "lookahead_start",
+    None,
+    "Epochs trained before --lookahead counts (from the first step it drags every "
+    f"glimpse into a corner, before the last glimpse has found the item) ({_PRESET}).",
+)
 flags.DEFINE_list(
     "mean", None, f"Per-channel normalization mean, e.g. 0.1307 ({_PRESET})."
 )
@@ -265,6 +272,7 @@ _PRESET_FLAGS = (
     "shift_consistency",
     "shift_consistency_radius",
     "lookahead",
+    "lookahead_start",
     "size_penalty_rescaled",
     "mean",
     "std",
@@ -400,6 +408,7 @@ def _validate(config):
         ),
         ("shift_consistency", config["shift_consistency"] >= 0, "a number >= 0"),
         ("lookahead", config["lookahead"] >= 0, "a number >= 0"),
+        ("lookahead_start", config["lookahead_start"] >= 0, "an int >= 0"),
         (
             "lookahead",
             config["lookahead"] == 0 or config["num_glimpses"] >= 3,
@@ -815,6 +824,7 @@ def _callbacks(model, config, model_dir, steps_per_epoch, skipped):
     # The best model by the validation accuracy after the last glimpse.
     final_accuracy = "val_" + model.glimpse_accuracies[-1].name
     return [
+        LookaheadStart(config["lookahead_start"]),
         LearningRateLogger(),
         # Before the loggers below, which record what it adds to the epoch logs.
         LocalizationLogger(logs_dir, watched_images, watched_boxes),

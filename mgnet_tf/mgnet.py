@@ -155,7 +155,13 @@ class MGNet(keras.Model):
             image at 1 / downsample of its resolution and lands further off. Its
             gradient bypasses eq. 5's re-scaling (`rescale_at="output"`), so it
             reaches the localization layer at the full rate. No box labels are used
-            and no backbone pass is added. Needs T >= 3. 0 turns it off.
+            and no backbone pass is added. Needs T >= 3. 0 turns it off. The model
+            then holds a non-trainable `lookahead_gate` (1 at start) that multiplies
+            the loss: from the first step, before the last glimpse has found
+            anything, the loss drags every glimpse into a corner of the image (each
+            early glimpse chases a last glimpse placed relative to it), so train.py's
+            `--lookahead_start` keeps the gate at 0 for the first epochs
+            (`training.callbacks.LookaheadStart`).
         small_input: bool, ResNet backbones without the stem max-pool (the paper's
             dagger networks for 64 px images).
         dropout: float, dropout on the fusion attention weights.
@@ -372,6 +378,14 @@ class MGNet(keras.Model):
                 f"last one). Received: num_glimpses={num_glimpses}"
             )
         self.lookahead = float(lookahead)
+        # Only models that use it carry it (older files load as before).
+        self.lookahead_gate = (
+            self.add_weight(
+                shape=(), initializer="ones", trainable=False, name="lookahead_gate"
+            )
+            if self.lookahead > 0
+            else None
+        )
         self.shift_consistency = float(shift_consistency)
         self.shift_consistency_radius = float(shift_consistency_radius)
         # Only models that use it carry its random state (older files load as before).
@@ -713,7 +727,8 @@ class MGNet(keras.Model):
                 y_pred["glimpse_params"][:, :, 0], global_ce[:, -1]
             )
         if self.lookahead > 0 and steps > 2:
-            per_example += self.lookahead * self._lookahead_error(
+            gate = ops.cast(self.lookahead_gate, "float32")
+            per_example += self.lookahead * gate * self._lookahead_error(
                 y_pred["glimpse_params"]
             )
         if sample_weight is not None:

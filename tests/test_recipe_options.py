@@ -1042,3 +1042,26 @@ def test_lookahead_survives_a_keras_round_trip(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     assert keras.saving.load_model(path).lookahead == 0.25
+
+
+def test_lookahead_start_gates_the_loss_by_epoch():
+    from training.callbacks import LookaheadStart
+
+    y_pred, labels = _batch(batch=2, steps=4)
+    y_pred["glimpse_params"][:, 1, 1] = 0.4  # glimpse 2 off the last glimpse
+    plain, looking = _tiny(4), _tiny(4, lookahead=0.5)
+    callback = LookaheadStart(2)
+    callback.set_model(looking)
+    loss = {}
+    for epoch in (0, 1, 2, 5):
+        callback.on_epoch_begin(epoch)
+        loss[epoch] = float(looking.compute_loss(None, labels, y_pred))
+    base = float(plain.compute_loss(None, labels, y_pred))
+    np.testing.assert_allclose([loss[0], loss[1]], [base, base], rtol=1e-6)
+    assert loss[2] > base + 0.01 and loss[5] == loss[2]
+    # A model without the loss has no gate and the callback leaves it alone.
+    callback.set_model(plain)
+    callback.on_epoch_begin(0)
+    assert plain.lookahead_gate is None
+    with pytest.raises(ValueError, match="start"):
+        LookaheadStart(-1)

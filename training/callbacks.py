@@ -27,6 +27,26 @@ class LearningRateLogger(keras.callbacks.Callback):
             )
 
 
+class LookaheadStart(keras.callbacks.Callback):
+    """Turns MGNet's lookahead loss on from epoch `start` (counted from 0: `start`
+    epochs train without it), through the model's `lookahead_gate`.
+
+    Set at the start of every epoch, so a resumed run is gated as the uninterrupted
+    one. Nothing happens for a model without the lookahead loss.
+    """
+
+    def __init__(self, start):
+        super().__init__()
+        if not isinstance(start, int) or start < 0:
+            raise ValueError(f"`start` must be an int >= 0. Received: start={start!r}")
+        self.start = start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        gate = getattr(self.model, "lookahead_gate", None)
+        if gate is not None:
+            gate.assign(1.0 if epoch >= self.start else 0.0)
+
+
 class GlimpseImages(keras.callbacks.Callback):
     """Writes a fixed batch of images with the glimpse boxes drawn, every epoch.
 
