@@ -44,9 +44,10 @@ COMMON = {
     # from what it sees (MGNet's docstring; docs/training.md).
     "shift_consistency": 0.0,
     "shift_consistency_radius": 0.5,
-    # (ours, off by default: not in the paper or the official code) the weight of the
-    # loss that pulls glimpses 2..T-1 towards where the last glimpse went (MGNet's
-    # docstring; docs/training.md).
+    # (ours, off by default: not in the paper or the official code) a localization
+    # head of its own for glimpse 2, and the weight of the loss that pulls glimpse 2
+    # towards where the last glimpse went (MGNet's docstring; docs/training.md).
+    "first_localization": False,
     "lookahead": 0.0,
     "lookahead_start": 0,  # epochs before it counts
     "size_penalty_rescaled": True,  # (paper, official code) one autograd graph
@@ -86,6 +87,7 @@ LOCALIZATION_SETTINGS = (
     "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
+    "first_localization",
     "lookahead",
     "lookahead_start",
 )

@@ -153,12 +153,19 @@ flags.DEFINE_float(
     "Largest shift per axis of --shift_consistency, as a fraction of the glimpse's "
     f"half side ({_PRESET}).",
 )
+flags.DEFINE_bool(
+    "first_localization",
+    None,
+    "Glimpse 2 is placed by a localization head of its own, which reads the first "
+    f"(whole, coarse) view; the shared head places glimpses 3..T ({_PRESET}).",
+)
 flags.DEFINE_float(
     "lookahead",
     None,
-    "Weight of the lookahead loss (ours; needs --num_glimpses >= 3): each learned "
-    "glimpse before the last is pulled towards the last glimpse's centre (held "
-    f"fixed), so early glimpses go where the model ends up looking; 0 is off ({_PRESET}).",
+    "Weight of the lookahead loss (ours; needs --num_glimpses >= 3 and "
+    "--first_localization): glimpse 2 is pulled towards the last glimpse's centre "
+    "(held fixed), training the first localization head alone, so glimpse 2 goes "
+    f"where the model ends up looking; 0 is off ({_PRESET}).",
 )
 flags.DEFINE_integer(
     "lookahead_start",
@@ -271,6 +278,7 @@ _PRESET_FLAGS = (
     "spatial_rescale_at",
     "shift_consistency",
     "shift_consistency_radius",
+    "first_localization",
     "lookahead",
     "lookahead_start",
     "size_penalty_rescaled",
@@ -411,8 +419,11 @@ def _validate(config):
         ("lookahead_start", config["lookahead_start"] >= 0, "an int >= 0"),
         (
             "lookahead",
-            config["lookahead"] == 0 or config["num_glimpses"] >= 3,
-            f"0 unless --num_glimpses >= 3 (received --num_glimpses={config['num_glimpses']})",
+            config["lookahead"] == 0
+            or (config["num_glimpses"] >= 3 and config["first_localization"]),
+            "0 unless --num_glimpses >= 3 and --first_localization (received "
+            f"--num_glimpses={config['num_glimpses']}, "
+            f"--first_localization={config['first_localization']})",
         ),
         (
             "shift_consistency",

@@ -947,60 +947,93 @@ def test_placement_map_errors_name_the_setting():
     assert _tiny(3, placement="spatial", placement_map="conv3").localization.map_channels == 64
 
 
-def test_lookahead_loss_on_a_hand_made_batch():
-    # Glimpses 2..T-1 against the last glimpse's centre, in its half sides:
-    # example 0, T = 4: glimpse 2 at (0.3, -0.1), glimpse 3 at (0.1, 0.1), the last
-    # at (0.1, 0.0) with s = 0.25 -> ((0.2 / 0.25)^2 + (0.1 / 0.25)^2
-    # + 0 + (0.1 / 0.25)^2) / 2.
-    params = np.array(
-        [
-            [[1.0, 0.0, 0.0], [0.4, 0.3, -0.1], [0.3, 0.1, 0.1], [0.25, 0.1, 0.0]],
-            [[1.0, 0.0, 0.0], [0.5, -0.5, 0.5], [0.2, 0.0, 0.0], [0.5, -0.5, 0.5]],
-        ],
-        np.float32,
-    )
-    y_pred, labels = _batch(batch=2, steps=4)
-    y_pred["glimpse_params"] = params
-    expected = np.array(
-        [
-            ((0.2 / 0.25) ** 2 + (0.1 / 0.25) ** 2 + (0.1 / 0.25) ** 2) / 2,
-            (0.0 + (0.5 / 0.5) ** 2 + (0.5 / 0.5) ** 2) / 2,
-        ]
-    )
-    plain = _tiny(4)
-    looking = _tiny(4, lookahead=0.3)
+def test_lookahead_error_on_hand_made_values():
+    # Glimpse 2 at (0.3, -0.1), the last at (0.1, 0.0) with s = 0.25:
+    # (0.2 / 0.25)^2 + (0.1 / 0.25)^2; a second example already there: 0.
+    second = np.array([[0.4, 0.3, -0.1], [0.3, -0.5, 0.5]], np.float32)
+    last = np.array([[0.25, 0.1, 0.0], [0.5, -0.5, 0.5]], np.float32)
     np.testing.assert_allclose(
-        float(looking.compute_loss(None, labels, y_pred)),
-        float(plain.compute_loss(None, labels, y_pred)) + 0.3 * expected.mean(),
+        MGNet._lookahead_error(second, last).numpy(),
+        [(0.2 / 0.25) ** 2 + (0.1 / 0.25) ** 2, 0.0],
         rtol=1e-5,
     )
 
 
-def test_lookahead_trains_the_early_glimpses_only_at_the_full_rate():
-    # The gradient of the lookahead loss reaches glimpses 2..T-1's parameters,
-    # 1 / grad_scale times what it would through eq. 5's re-scaling, and never the
-    # last glimpse's (its target) or glimpse 1's (fixed).
-    model = _tiny(4, lookahead=1.0, grad_scale=0.1)
-    params = tf.constant(
-        [[[1.0, 0.0, 0.0], [0.4, 0.3, -0.1], [0.3, 0.1, 0.1], [0.25, 0.1, 0.0]]]
+def test_first_localization_places_glimpse_2_and_the_shared_head_the_rest():
+    images = np.random.default_rng(4).random((3, 32, 32, 1)).astype("float32")
+    model = _tiny(4, first_localization=True, placement="relative")
+    model(images)
+    assert model.first_localization_head is not None
+    before = model(images)["glimpse_params"].numpy()
+    # A new bias of the first head moves glimpse 2 (and 3-4, placed from it) ...
+    kernel, bias = model.first_localization_head.dense.get_weights()
+    model.first_localization_head.dense.set_weights([kernel, bias + np.float32(2.0)])
+    moved = model(images)["glimpse_params"].numpy()
+    assert np.abs(moved[:, 1] - before[:, 1]).min() > 1e-3
+    # ... while the shared head's own moves from glimpse 2 on are unchanged: with
+    # the shared head silenced, glimpses 3-4 stay where glimpse 2 is.
+    kernel, _ = model.localization.dense.get_weights()
+    model.localization.dense.set_weights(
+        [np.zeros_like(kernel), np.array([0.0, 0.0, 0.0], "float32")]
     )
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        loss = model._lookahead_error(params)
-    gradient = tape.gradient(loss, params).numpy()[0]
-    # d/dc of mean_t ((c_t - c_T) / s_T)^2 over the 2 early glimpses, times 1 / 0.1.
-    expected = np.zeros((4, 3))
-    expected[1, 1:] = 2 * np.array([0.2, -0.1]) / 0.25**2 / 2 / 0.1
-    expected[2, 1:] = 2 * np.array([0.0, 0.1]) / 0.25**2 / 2 / 0.1
-    # (float32: 0.1 - 0.1 after the 1 / 0.1 of the bypass leaves ~4e-6)
-    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-4)
+    params = model(images)["glimpse_params"].numpy()
+    np.testing.assert_allclose(params[:, 2, 1:], params[:, 1, 1:], atol=1e-6)
+    np.testing.assert_allclose(params[:, 3, 1:], params[:, 1, 1:], atol=1e-6)
+    # Without the option there is one head.
+    assert _tiny(4).first_localization_head is None
+
+
+def test_lookahead_trains_the_first_head_alone_at_the_full_rate():
+    images = np.random.default_rng(5).random((4, 32, 32, 1)).astype("float32")
+    labels = np.array([0, 1, 2, 3])
+    common = dict(first_localization=True, placement="relative", grad_scale=0.1)
+    plain, looking = _tiny(4, **common), _tiny(4, lookahead=1.0, **common)
+    plain(images)
+    looking(images)
+    # The same start; the gate (only in `looking`) stays 1.
+    ours = [v for v in looking.weights if v is not looking.lookahead_gate]
+    for mine, theirs in zip(ours, plain.weights, strict=True):
+        mine.assign(theirs.numpy())
+    gradients, losses = {}, {}
+    for name, model in (("plain", plain), ("looking", looking)):
+        with tf.GradientTape() as tape:
+            y_pred = model(images, training=True)
+            loss = model.compute_loss(images, labels, y_pred)
+        losses[name] = float(loss)
+        variables = model.trainable_variables
+        # The two models' trainable variables are in the same order.
+        gradients[name] = tape.gradient(loss, variables)
+        params = y_pred["glimpse_params"].numpy()
+    paths = [v.path.split("/", 1)[-1] for v in looking.trainable_variables]
+    expected = float(np.mean(MGNet._lookahead_error(params[:, 1], params[:, -1])))
+    assert expected > 0
+    np.testing.assert_allclose(losses["looking"] - losses["plain"], expected, rtol=1e-4)
+    changed = sorted(
+        path
+        for path, a, b in zip(paths, gradients["looking"], gradients["plain"], strict=True)
+        if not np.allclose(a, b, rtol=1e-5, atol=1e-7)
+    )
+    # Only the first head: neither the backbone, the fusion nor the shared head.
+    assert changed and all(p.startswith("first_localization/") for p in changed), changed
+    # The full rate: glimpse 2's centre is 2 sigma(z) - 1 (from the whole image,
+    # relative placement), so the loss's gradient on the head's bias is, by hand,
+    # mean_b 2 (c - c_T) / s_T^2 * 2 sigma (1 - sigma), not grad_scale (0.1) times it.
+    index = paths.index("first_localization/dense/bias")
+    bias = gradients["looking"][index].numpy() - gradients["plain"][index].numpy()
+    centre, last = params[:, 1, 1:], params[:, -1]
+    sigma = (centre + 1) / 2
+    by_hand = np.mean(
+        2 * (centre - last[:, 1:]) / last[:, :1] ** 2 * 2 * sigma * (1 - sigma), axis=0
+    )
+    np.testing.assert_allclose(bias[1:], by_hand, rtol=1e-3, atol=1e-6)
+    assert abs(bias[0]) < 1e-7  # the size is not pulled
 
 
 def test_lookahead_moves_glimpse_2_towards_the_last_glimpse_in_training():
     # A few SGD steps on the lookahead loss alone bring glimpse 2's centre nearer
     # the last glimpse's.
     images = np.random.default_rng(5).random((8, 32, 32, 1)).astype("float32")
-    model = _tiny(4, lookahead=1.0, placement="relative")
+    model = _tiny(4, lookahead=1.0, first_localization=True, placement="relative")
     model(images)
     optimizer = keras.optimizers.SGD(0.05)
 
@@ -1011,24 +1044,21 @@ def test_lookahead_moves_glimpse_2_towards_the_last_glimpse_in_training():
     before = distance()
     for _ in range(20):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(
-                model._lookahead_error(model(images, training=True)["glimpse_params"])
-            )
-        pairs = [
-            (g, v)
-            for g, v in zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-            if g is not None  # the classifiers get none from this loss
-        ]
-        optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+            model(images, training=True)
+            loss = tf.add_n(model.losses)
+        variables = model.first_localization_head.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
     assert distance() < 0.5 * before, (before, distance())
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"lookahead": -0.1}, "lookahead"),
-        ({"lookahead": "1"}, "lookahead"),
-        ({"lookahead": 0.1, "num_glimpses": 2}, "num_glimpses >= 3"),
+        ({"lookahead": -0.1, "first_localization": True}, "lookahead"),
+        ({"lookahead": "1", "first_localization": True}, "lookahead"),
+        ({"lookahead": 0.1, "num_glimpses": 2, "first_localization": True}, "num_glimpses >= 3"),
+        ({"lookahead": 0.1}, "first_localization=True"),
+        ({"first_localization": 1}, "first_localization"),
     ],
 )
 def test_lookahead_errors_name_the_value(kwargs, message):
@@ -1038,28 +1068,36 @@ def test_lookahead_errors_name_the_value(kwargs, message):
 
 
 def test_lookahead_survives_a_keras_round_trip(tmp_path):
-    model = _tiny(3, lookahead=0.25)
+    model = _tiny(3, lookahead=0.25, first_localization=True)
+    images = np.random.rand(2, 32, 32, 1).astype("float32")
     path = str(tmp_path / "model.keras")
     model.save(path)
-    assert keras.saving.load_model(path).lookahead == 0.25
+    loaded = keras.saving.load_model(path)
+    assert loaded.lookahead == 0.25 and loaded.first_localization
+    np.testing.assert_allclose(
+        loaded(images)["glimpse_params"].numpy(),
+        model(images)["glimpse_params"].numpy(),
+        atol=1e-6,
+    )
 
 
 def test_lookahead_start_gates_the_loss_by_epoch():
     from training.callbacks import LookaheadStart
 
-    y_pred, labels = _batch(batch=2, steps=4)
-    y_pred["glimpse_params"][:, 1, 1] = 0.4  # glimpse 2 off the last glimpse
-    plain, looking = _tiny(4), _tiny(4, lookahead=0.5)
+    images = np.random.default_rng(6).random((4, 32, 32, 1)).astype("float32")
+    model = _tiny(4, lookahead=0.5, first_localization=True)
+    model(images)
     callback = LookaheadStart(2)
-    callback.set_model(looking)
-    loss = {}
+    callback.set_model(model)
+    extra = {}
     for epoch in (0, 1, 2, 5):
         callback.on_epoch_begin(epoch)
-        loss[epoch] = float(looking.compute_loss(None, labels, y_pred))
-    base = float(plain.compute_loss(None, labels, y_pred))
-    np.testing.assert_allclose([loss[0], loss[1]], [base, base], rtol=1e-6)
-    assert loss[2] > base + 0.01 and loss[5] == loss[2]
+        model(images, training=True)
+        extra[epoch] = float(tf.add_n(model.losses))
+    assert extra[0] == extra[1] == 0.0
+    assert extra[2] > 0 and extra[5] == pytest.approx(extra[2])
     # A model without the loss has no gate and the callback leaves it alone.
+    plain = _tiny(4)
     callback.set_model(plain)
     callback.on_epoch_begin(0)
     assert plain.lookahead_gate is None
