@@ -477,34 +477,25 @@ class MGNet(keras.Model):
         self.classifier = keras.layers.Dense(
             num_classes, kernel_initializer=kernel, name="global_classifier"
         )
+        def localization_head(name):
+            return LocalizationHead(
+                grad_scale,
+                scale_min,
+                scale_max,
+                kernel_initializer=kernel,
+                rescale_at=rescale_at,
+                placement=placement,
+                map_channels=map_channels,
+                spatial_rescale_at=spatial_rescale_at,
+                name=name,
+            )
+
         # With one glimpse there is nothing to locate (FF-Net): no unused weights.
         self.localization = (
-            LocalizationHead(
-                grad_scale,
-                scale_min,
-                scale_max,
-                kernel_initializer=kernel,
-                rescale_at=rescale_at,
-                placement=placement,
-                map_channels=map_channels,
-                spatial_rescale_at=spatial_rescale_at,
-                name="localization",
-            )
-            if num_glimpses > 1
-            else None
+            localization_head("localization") if num_glimpses > 1 else None
         )
         self.first_localization_head = (
-            LocalizationHead(
-                grad_scale,
-                scale_min,
-                scale_max,
-                kernel_initializer=kernel,
-                rescale_at=rescale_at,
-                placement=placement,
-                map_channels=map_channels,
-                spatial_rescale_at=spatial_rescale_at,
-                name="first_localization",
-            )
+            localization_head("first_localization")
             if num_glimpses > 1 and first_localization
             else None
         )
