@@ -588,9 +588,16 @@ class MGNet(keras.Model):
 
     def _head_after(self, out):
         """The localization head that places the glimpse after `out`'s."""
-        if self.first_localization_head is not None and out["tokens"].shape[1] == 1:
-            return self.first_localization_head
-        return self.localization
+        if self.first_localization_head is None:
+            return self.localization
+        taken = out["tokens"].shape[1]
+        if taken is None:
+            raise ValueError(
+                "With first_localization=True the glimpse step needs tokens of a static "
+                "length (which head places the next glimpse depends on it); received "
+                f"tokens of shape {out['tokens'].shape}"
+            )
+        return self.first_localization_head if taken == 1 else self.localization
 
     def _first_head_alone(self, first_out, first_params):
         """Glimpse 2's (s, x, y) again, with a gradient into the first localization

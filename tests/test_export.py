@@ -472,22 +472,30 @@ def test_cli_and_saved_model_cli(tmp_path):
         assert text in shown
 
 
-def test_padded_step_follows_a_relative_placement():
+@pytest.mark.parametrize("first_localization", [False, True])
+def test_padded_step_follows_a_relative_placement(first_localization):
     """The served step (SavedModel `glimpse_step`, LiteRT step files) hands each
     glimpse's own (s, x, y) to the localization: with relative placement the served
-    walk is the model's, not eq. 4's."""
+    walk is the model's, not eq. 4's; with a first localization head of its own,
+    glimpse 2 is that head's."""
     from mgnet_tf.export import padded_step  # noqa: PLC0415
 
     model = MGNet(
         backbone="vanilla_cnn", num_classes=4, image_size=32, num_glimpses=4,
         downsample=2, channels=1, placement="relative",
+        first_localization=first_localization,
     )
     kernel, _ = model.localization.dense.get_weights()
     # A steady move right and up: each glimpse starts from the one before.
     model.localization.dense.set_weights([kernel * 0.1, np.array([0.0, 1.0, -1.0], "float32")])
+    if first_localization:  # glimpse 2 to the left and down instead
+        head = model.first_localization_head.dense
+        head.set_weights([head.get_weights()[0] * 0.1, np.array([0.0, -1.0, 1.0], "float32")])
     images = np.random.default_rng(2).random((3, 32, 32, 1)).astype("float32")
     expected = model(images)["glimpse_params"].numpy()
     assert np.all(np.diff(expected[:, 1:, 1], axis=1) > 0.01)  # it walks
+    if first_localization:
+        assert np.all(expected[:, 1, 1] < -0.1)  # glimpse 2 went left
     x = model.normalize(images)
     tokens = tf.zeros((3, 4, model.feature_dim + 3))
     params = tf.zeros((3, 3))
