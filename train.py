@@ -420,10 +420,15 @@ def _validate(config):
         (
             "lookahead",
             config["lookahead"] == 0
-            or (config["num_glimpses"] >= 3 and config["first_localization"]),
-            "0 unless --num_glimpses >= 3 and --first_localization (received "
-            f"--num_glimpses={config['num_glimpses']}, "
-            f"--first_localization={config['first_localization']})",
+            or (
+                config["num_glimpses"] >= 3
+                and config["first_localization"]
+                and config["placement"] != "absolute"
+            ),
+            "0 unless --num_glimpses >= 3, --first_localization and --placement="
+            f"relative or spatial (received --num_glimpses={config['num_glimpses']}, "
+            f"--first_localization={config['first_localization']}, "
+            f"--placement={config['placement']})",
         ),
         (
             "shift_consistency",

@@ -163,7 +163,10 @@ class MGNet(keras.Model):
             `first_localization=True`: through a shared head it moves every later
             glimpse too, and each early glimpse chases a last glimpse placed relative
             to it (measured: all glimpses in a corner of the image within an epoch).
-            No box labels, no extra backbone pass. Needs T >= 3. 0 turns it off. The
+            It also needs placement="relative" or "spatial", where glimpse 2's
+            centre does not depend on its size (taken unclipped), so only the
+            centre is pulled. No box labels, no extra backbone pass. Needs T >= 3.
+            0 turns it off. The
             model then holds a non-trainable `lookahead_gate` (1 at start) that
             multiplies the loss; train.py's `--lookahead_start` keeps it at 0 for the
             first epochs (`training.callbacks.LookaheadStart`), while the last
@@ -375,9 +378,15 @@ class MGNet(keras.Model):
                 "`shift_consistency_radius` must be in (0, 1]. Received: "
                 f"shift_consistency_radius={shift_consistency_radius!r}"
             )
-        if not isinstance(lookahead, (int, float)) or lookahead < 0:
+        if (
+            isinstance(lookahead, bool)
+            or not isinstance(lookahead, (int, float))
+            or not lookahead >= 0  # NaN too
+            or lookahead == float("inf")
+        ):
             raise ValueError(
-                f"`lookahead` must be a number >= 0. Received: lookahead={lookahead!r}"
+                "`lookahead` must be a finite number >= 0. Received: "
+                f"lookahead={lookahead!r}"
             )
         if lookahead > 0 and (num_glimpses < 3 or not first_localization):
             raise ValueError(
@@ -385,6 +394,18 @@ class MGNet(keras.Model):
                 "last one) and first_localization=True (the loss trains that head "
                 "alone). Received: "
                 f"num_glimpses={num_glimpses}, first_localization={first_localization!r}"
+            )
+        if lookahead > 0 and (
+            placement == "absolute"
+            or spatial_rescale_at not in (None, rescale_at)
+        ):
+            raise ValueError(
+                "`lookahead` > 0 needs placement='relative' or 'spatial' (with eq. 4's "
+                "absolute placement a glimpse's centre depends on its size, and the "
+                "loss would shrink glimpse 2 too) and spatial_rescale_at None or equal "
+                "to rescale_at (one re-scaling to undo). Received: "
+                f"placement={placement!r}, rescale_at={rescale_at!r}, "
+                f"spatial_rescale_at={spatial_rescale_at!r}"
             )
         if not isinstance(first_localization, bool):
             raise ValueError(
@@ -603,9 +624,11 @@ class MGNet(keras.Model):
         """Glimpse 2's (s, x, y) again, with a gradient into the first localization
         head's own weights only, at the full rate (the lookahead loss)."""
         feature_map = first_out.get("feature_map")
+        # Unclipped: at the image's edge the clip would pass the gradient to the size.
         proposal = self.first_localization_head(
             ops.stop_gradient(first_out["fused"]),
             first_params,
+            clip=False,
             feature_map=None if feature_map is None else ops.stop_gradient(feature_map),
         )
         return self._past_rescaling(ops.cast(proposal, "float32"))

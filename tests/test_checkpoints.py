@@ -3,6 +3,7 @@ import os
 import numpy as np
 
 import keras
+import tensorflow as tf
 from training import checkpoints
 
 
@@ -154,9 +155,21 @@ def test_a_backup_whose_weights_hold_no_epoch_resumes_from_its_record(tmp_path):
     _fit(backup, 4, stop_after=1)
     with h5py.File(os.path.join(backup, checkpoints.BACKUP_WEIGHTS), "r+") as file:
         del file.attrs["mgnet_tf_epoch"]
-    checkpoints.write_json(
-        {"epoch": 1, "batch": 0}, os.path.join(backup, checkpoints.TRAINING_METADATA)
-    )
-    assert checkpoints.completed_epochs(backup) == 1
+    assert checkpoints.completed_epochs(backup) == 1  # from the record
     _, history = _fit(backup, 4)
     assert history.epoch == [1, 2, 3]
+
+
+def test_a_backup_on_another_file_system_holds_its_epoch():
+    """The epoch goes into the weights file through tf.io.gfile, not h5py's own
+    file access (local only): a backup in TensorFlow's in-memory file system, as one
+    in a bucket, records and resumes its epoch."""
+    backup = "ram://mgnet_tf_backup_test/backup"
+    try:
+        _fit(backup, 4, stop_after=2)
+        assert checkpoints.completed_epochs(backup) == 2
+        _, history = _fit(backup, 4)
+        assert history.epoch == [2, 3]
+    finally:
+        if tf.io.gfile.exists("ram://mgnet_tf_backup_test"):
+            tf.io.gfile.rmtree("ram://mgnet_tf_backup_test")

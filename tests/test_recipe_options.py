@@ -1029,6 +1029,22 @@ def test_lookahead_trains_the_first_head_alone_at_the_full_rate():
     assert abs(bias[0]) < 1e-7  # the size is not pulled
 
 
+def test_lookahead_pulls_no_size_at_the_image_edge():
+    # Glimpse 2 proposed past the edge (clipped there in the forward pass): the
+    # loss still trains only the move, not the size through the clip's 1 - s.
+    images = np.random.default_rng(7).random((3, 32, 32, 1)).astype("float32")
+    model = _tiny(4, lookahead=1.0, first_localization=True, placement="relative")
+    model(images)
+    head = model.first_localization_head.dense
+    head.set_weights([head.get_weights()[0] * 0.0, np.array([0.0, 8.0, 8.0], "float32")])
+    with tf.GradientTape() as tape:
+        params = model(images, training=True)["glimpse_params"]
+        extra = tf.add_n(model.losses)
+    assert np.all(params.numpy()[:, 1, 1:] >= 1 - params.numpy()[:, 1, :1] - 1e-6)  # clipped
+    bias = tape.gradient(extra, head.bias).numpy()
+    assert np.abs(bias[1:]).max() > 0 and abs(bias[0]) < 1e-9
+
+
 def test_lookahead_moves_glimpse_2_towards_the_last_glimpse_in_training():
     # A few SGD steps on the lookahead loss alone bring glimpse 2's centre nearer
     # the last glimpse's.
@@ -1054,21 +1070,31 @@ def test_lookahead_moves_glimpse_2_towards_the_last_glimpse_in_training():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"lookahead": -0.1, "first_localization": True}, "lookahead"),
-        ({"lookahead": "1", "first_localization": True}, "lookahead"),
-        ({"lookahead": 0.1, "num_glimpses": 2, "first_localization": True}, "num_glimpses >= 3"),
-        ({"lookahead": 0.1}, "first_localization=True"),
+        ({"lookahead": -0.1}, "lookahead"),
+        ({"lookahead": "1"}, "lookahead"),
+        ({"lookahead": float("nan")}, "lookahead"),
+        ({"lookahead": True}, "lookahead"),
+        ({"lookahead": 0.1, "num_glimpses": 2}, "num_glimpses >= 3"),
+        ({"lookahead": 0.1, "first_localization": False}, "first_localization=True"),
         ({"first_localization": 1}, "first_localization"),
+        ({"lookahead": 0.1, "placement": "absolute"}, "placement='absolute'"),
+        (
+            {"lookahead": 0.1, "image_size": 56, "placement": "spatial",
+             "spatial_rescale_at": "input"},
+            "spatial_rescale_at='input'",
+        ),
     ],
 )
 def test_lookahead_errors_name_the_value(kwargs, message):
-    kwargs = {"num_glimpses": 3, **kwargs}
+    kwargs = {
+        "num_glimpses": 3, "first_localization": True, "placement": "relative", **kwargs
+    }
     with pytest.raises(ValueError, match=message):
         _tiny(**kwargs)
 
 
 def test_lookahead_survives_a_keras_round_trip(tmp_path):
-    model = _tiny(3, lookahead=0.25, first_localization=True)
+    model = _tiny(3, lookahead=0.25, first_localization=True, placement="relative")
     images = np.random.rand(2, 32, 32, 1).astype("float32")
     path = str(tmp_path / "model.keras")
     model.save(path)
@@ -1085,7 +1111,7 @@ def test_lookahead_start_gates_the_loss_by_epoch():
     from training.callbacks import LookaheadStart
 
     images = np.random.default_rng(6).random((4, 32, 32, 1)).astype("float32")
-    model = _tiny(4, lookahead=0.5, first_localization=True)
+    model = _tiny(4, lookahead=0.5, first_localization=True, placement="relative")
     model(images)
     callback = LookaheadStart(2)
     callback.set_model(model)
@@ -1096,10 +1122,8 @@ def test_lookahead_start_gates_the_loss_by_epoch():
         extra[epoch] = float(tf.add_n(model.losses))
     assert extra[0] == extra[1] == 0.0
     assert extra[2] > 0 and extra[5] == pytest.approx(extra[2])
-    # A model without the loss has no gate and the callback leaves it alone.
-    plain = _tiny(4)
-    callback.set_model(plain)
+    # A model without the loss has no gate: the callback leaves it alone.
+    callback.set_model(_tiny(4))
     callback.on_epoch_begin(0)
-    assert plain.lookahead_gate is None
     with pytest.raises(ValueError, match="start"):
         LookaheadStart(-1)

@@ -4,6 +4,7 @@ the logs cut back to the backed-up epoch. Files are written through
 
 import csv
 import os
+import tempfile
 import time
 
 import keras
@@ -120,19 +121,26 @@ BACKUP_WEIGHTS = "latest.weights.h5"
 _EPOCH_ATTRIBUTE = "mgnet_tf_epoch"
 
 
-def _set_weights_epoch(path, epoch):
+def _save_weights_with_epoch(model, path, epoch):
+    """`model.save_weights(path)` with `epoch` in the file's attributes. h5py opens
+    local files only: the file is written on local disk and copied to `path`, which
+    may be on any file system tf.io.gfile knows (e.g. gs://)."""
     import h5py  # noqa: PLC0415  (Keras's own dependency for .weights.h5)
 
-    with h5py.File(path, "r+") as file:
-        file.attrs[_EPOCH_ATTRIBUTE] = int(epoch)
+    with tempfile.TemporaryDirectory() as directory:
+        local = os.path.join(directory, BACKUP_WEIGHTS)
+        model.save_weights(local)
+        with h5py.File(local, "r+") as file:
+            file.attrs[_EPOCH_ATTRIBUTE] = int(epoch)
+        tf.io.gfile.copy(local, path, overwrite=True)
 
 
 def _weights_epoch(path):
     """The epoch the backup's weights at `path` end, or None for a file without it
-    (written before 2026-12-04)."""
+    (written before 2026-12-04). Read through tf.io.gfile, so `path` may be remote."""
     import h5py  # noqa: PLC0415
 
-    with h5py.File(path, "r") as file:
+    with tf.io.gfile.GFile(path, "rb") as stream, h5py.File(stream, "r") as file:
         value = file.attrs.get(_EPOCH_ATTRIBUTE)
     return None if value is None else int(value)
 
@@ -171,8 +179,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         epoch = self._current_epoch
 
         def write(temporary):
-            self.model.save_weights(temporary)
-            _set_weights_epoch(temporary, epoch)
+            _save_weights_with_epoch(self.model, temporary, epoch)
 
         write_then_rename(self._weights_path, write, "the weights and optimizer state")
         write_json(
