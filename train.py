@@ -480,8 +480,8 @@ _RENAMED_FILES = (
     "best.keras",
     "best.keras.json",
     "metrics.csv",
-    "latest.weights.h5",
-    "training_metadata.json",
+    checkpoints.BACKUP_WEIGHTS,
+    checkpoints.TRAINING_METADATA,
 )
 
 

@@ -184,7 +184,7 @@ STORED_FILES = ("config.json", "metrics.csv", "final.keras")
 RESUME_FILES = (
     "config.json",
     "metrics.csv",
-    os.path.join("backup", "latest.weights.h5"),
+    os.path.join("backup", checkpoints.BACKUP_WEIGHTS),
     os.path.join("backup", checkpoints.TRAINING_METADATA),
 )
 UNFINISHED = "unfinished"
@@ -401,7 +401,7 @@ def store_unfinished():
             continue
         target = os.path.join(FLAGS.store_dir, name, UNFINISHED)
         partial = target + ".partial"
-        weights = os.path.join(model_dir, "backup", "latest.weights.h5")
+        weights = os.path.join(model_dir, "backup", checkpoints.BACKUP_WEIGHTS)
         for _ in range(3):
             before = os.stat(weights)
             shutil.rmtree(partial, ignore_errors=True)
