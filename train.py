@@ -300,6 +300,17 @@ _PRESET_FLAGS = (
 )
 
 
+def _lookahead_applies(config):
+    """Whether run `config` has a glimpse 2 for the lookahead loss to teach (MGNet's
+    conditions for `lookahead` > 0)."""
+    return (
+        config["num_glimpses"] >= 3
+        and config["first_localization"]
+        and config["placement"] != "absolute"
+        and config["spatial_rescale_at"] in (None, config["rescale_at"])
+    )
+
+
 def resolve_config():
     """Preset for the data set, overridden by every flag given; validated."""
     config = presets.preset(FLAGS.dataset, FLAGS.backbone)
@@ -325,6 +336,12 @@ def resolve_config():
         # An empty --global_loss_weights= is eq. 7's mean.
         weights = _floats("global_loss_weights", config["global_loss_weights"], "one per glimpse")
         config["global_loss_weights"] = weights or None
+    if FLAGS.lookahead is None and not _lookahead_applies(config):
+        # The preset's lookahead (translated MNIST's) teaches glimpse 2 where to go; a
+        # run without such a glimpse 2 (FF-Net's one glimpse, two glimpses, eq. 4's
+        # placement, one localization head) trains without it. A --lookahead given is
+        # checked by _validate.
+        config["lookahead"] = 0.0
     config.update(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -419,16 +436,14 @@ def _validate(config):
         ("lookahead_start", config["lookahead_start"] >= 0, "an int >= 0"),
         (
             "lookahead",
-            config["lookahead"] == 0
-            or (
-                config["num_glimpses"] >= 3
-                and config["first_localization"]
-                and config["placement"] != "absolute"
-            ),
-            "0 unless --num_glimpses >= 3, --first_localization and --placement="
-            f"relative or spatial (received --num_glimpses={config['num_glimpses']}, "
+            config["lookahead"] == 0 or _lookahead_applies(config),
+            "0 unless --num_glimpses >= 3, --first_localization, --placement="
+            "relative or spatial and --spatial_rescale_at empty or as --rescale_at "
+            f"(received --num_glimpses={config['num_glimpses']}, "
             f"--first_localization={config['first_localization']}, "
-            f"--placement={config['placement']})",
+            f"--placement={config['placement']}, "
+            f"--spatial_rescale_at={config['spatial_rescale_at'] or ''}, "
+            f"--rescale_at={config['rescale_at']})",
         ),
         (
             "shift_consistency",

@@ -44,7 +44,9 @@ OFFICIAL = [
 # initializers. Pinned here so that a rerun is the same run whatever the preset now says
 # (a run's own flags come later and win).
 # Rounds 1-4 also ran with the size penalty of their day: weight 0.1 on every learned
-# glimpse, through the re-scaling.
+# glimpse, through the re-scaling; and with eq. 4's placement and one localization head
+# (the preset's spatial placement, 2026-12-02, and its first localization head with the
+# lookahead loss, 2026-12-04, came later). An --extra_runs run gives its own.
 ROUND_BASE = [
     "--mean=0.5",
     "--std=0.5",
@@ -52,6 +54,10 @@ ROUND_BASE = [
     "--size_penalty=0.1",
     "--size_penalty_mode=all",
     "--size_penalty_rescaled",
+    "--placement=absolute",
+    "--nofirst_localization",
+    "--lookahead=0",
+    "--lookahead_start=0",
 ]
 PAPER_LOSS = ["--glimpse_loss_from=1"]
 NORM_INIT = ["--mean=0.1307", "--std=0.3081", "--initializer=torch"]

@@ -201,6 +201,14 @@ OFFICIAL_SCHEDULE = [
     "--recipe_flags=--weight_decay_mode=coupled",
     "--recipe_flags=--weight_decay=1e-4",
 ]
+# The preset of before 2026-12-04: one localization head, no lookahead loss. The
+# official-schedule candidate and the MGNet runs moved to the no_lookahead store were
+# trained with it.
+NO_LOOKAHEAD = [
+    "--recipe_flags=--nofirst_localization",
+    "--recipe_flags=--lookahead=0",
+    "--recipe_flags=--lookahead_start=0",
+]
 
 
 def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
@@ -229,13 +237,16 @@ def test_a_candidate_recipe_holds_every_run_to_its_flags(tmp_path):
     ff = {**candidate, "num_glimpses": 1, "downsample": 1.0}
     (tmp_path / "ff.json").write_text(json.dumps(ff))
     assert _stale_settings([(path("ff"), "ff")], flags) == {path("ff"): []}
-    # The committed candidate's MGNet is of its recipe (strings and floats too), and
-    # not of the preset's.
+    # The committed candidate's MGNet is of its recipe (strings and floats too) on the
+    # preset of its day, and not of today's preset: 4 settings of the candidate and the
+    # 3 of the first localization head since.
     stored = os.path.join(
         REPO, "experiments", "results", "translated_fashion_mnist_60ep_official_schedule", "mgnet", "config.json"
     )
-    assert _stale_settings([(stored, "mgnet")], OFFICIAL_SCHEDULE) == {stored: []}
-    assert len(_stale_settings([(stored, "mgnet")])[stored]) == 4
+    assert _stale_settings([(stored, "mgnet")], OFFICIAL_SCHEDULE + NO_LOOKAHEAD) == {stored: []}
+    stale = _stale_settings([(stored, "mgnet")], OFFICIAL_SCHEDULE)[stored]
+    assert sorted(s.split("=")[0] for s in stale) == ["first_localization", "lookahead", "lookahead_start"]
+    assert len(_stale_settings([(stored, "mgnet")])[stored]) == 7
 
 
 def _configure(cases):
@@ -356,27 +367,40 @@ def test_pictures_of_an_earlier_run_do_not_stay_behind(tmp_path):
     assert "mgnet_wrong_example_006" not in table and "mgnet_wrong_example_002_label_7.png" in table
 
 
-def test_the_committed_study_runs_are_of_todays_recipe():
+@pytest.mark.parametrize(
+    "recipe, study_flags, runs",
+    [
+        (None, [], {"ff", "ff_seed1", "ff_noise", "mgnet", "mgnet_seed1"}),
+        # The MGNet runs of the preset before the first localization head, moved aside.
+        ("no_lookahead", NO_LOOKAHEAD, {"mgnet", "mgnet_seed1", "mgnet_seed2", "mgnet_noise"}),
+    ],
+)
+def test_the_committed_study_runs_are_of_their_recipe(recipe, study_flags, runs):
     """Every run kept in the study's store (finished or unfinished) was trained with
-    today's preset, or the study would refuse to restore it."""
+    today's preset, or the study would refuse to restore it; the runs moved aside when
+    the preset changed are of the candidate recipe that names the preset before."""
     sys.path.insert(0, REPO)
     import presets  # noqa: PLC0415
 
     epochs = presets.preset("translated_fashion_mnist")["epochs"]
-    store = os.path.join(REPO, "experiments", "results", f"translated_fashion_mnist_{epochs}ep")
+    suffix = f"_{recipe}" if recipe else ""
+    store = os.path.join(REPO, "experiments", "results", f"translated_fashion_mnist_{epochs}ep{suffix}")
     assert os.path.isdir(store), f"no committed study at the preset's {epochs} epochs: {store}"
     configs = sorted(
         os.path.relpath(os.path.join(root, "config.json"), store)
         for root, _, files in os.walk(store)
         if "config.json" in files
     )
-    assert configs, store
+    assert runs <= {path.split(os.sep)[0] for path in configs}, store
+    if recipe:
+        study_flags = [f"--recipe_name={recipe}", *study_flags]
     # mgnet_seed1/config.json -> model mgnet, run mgnet_seed1
     out = _stale_settings(
         [
             (os.path.join(store, path), path.split(os.sep)[0].split("_seed")[0], path.split(os.sep)[0])
             for path in configs
-        ]
+        ],
+        study_flags,
     )
     out = {os.path.relpath(path, store): stale for path, stale in out.items()}
     assert set(out) == set(configs)
@@ -389,6 +413,7 @@ def test_the_committed_study_runs_are_of_todays_recipe():
         "experiments/results/translated_fashion_mnist_30ep/mgnet/final.keras",
         "experiments/results/translated_fashion_mnist_30ep/ff/eval/clean.json",
         "experiments/results/translated_fashion_mnist_60ep/mgnet/final.keras",
+        "experiments/results/translated_fashion_mnist_60ep_no_lookahead/mgnet_noise/final.keras",
         "experiments/results/translated_fashion_mnist_60ep_official_schedule/ff/unfinished/backup/latest.weights.h5",
         "experiments/results/localization_ablation/glimpse40_30ep/final.keras",
     ],

@@ -502,6 +502,12 @@ def test_the_official_schedule_trains_and_is_recorded(run_train, tmp_path, idx_d
         # PyTorch's update only; the preset's decoupled mode is named.
         ("--cycle_momentum", "--weight_decay_mode=decoupled"),
         (("--cycle_momentum", "--weight_decay_mode=coupled", "--schedule=cosine"), "--schedule=cosine"),
+        # A --lookahead given where it has no glimpse 2 to teach is refused, naming why.
+        (("--lookahead=0.1", "--num_glimpses=2"), "received --num_glimpses=2"),
+        (("--lookahead=0.1", "--placement=absolute"), "--placement=absolute"),
+        (("--lookahead=0.1", "--nofirst_localization"), "--first_localization=False"),
+        (("--lookahead=0.1", "--spatial_rescale_at=input"), "--spatial_rescale_at=input, --rescale_at=output"),
+        ("--lookahead=-1", "--lookahead=-1"),
     ],
 )
 def test_bad_flags_fail_at_once_with_the_allowed_values(
@@ -512,6 +518,39 @@ def test_bad_flags_fail_at_once_with_the_allowed_values(
         run_train("--dataset=translated_mnist", f"--model_dir={tmp_path}", *flags_given)
     assert "expected" in str(error.value)
     assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    "given, lookahead",
+    [
+        ((), 0.1),  # the preset's MGNet: 5 glimpses, a first head, the spatial placement
+        (("--num_glimpses=1", "--downsample=1"), 0.0),  # FF-Net: no glimpse 2
+        (("--num_glimpses=2",), 0.0),  # glimpse 2 is the last one
+        (("--placement=absolute",), 0.0),
+        (("--nofirst_localization",), 0.0),
+        (("--spatial_rescale_at=input",), 0.0),
+        (("--lookahead=0.3",), 0.3),
+        (("--lookahead=0",), 0.0),
+    ],
+)
+def test_the_presets_lookahead_applies_only_where_there_is_a_glimpse_2_to_teach(
+    run_train, tmp_path, given, lookahead
+):
+    """translated MNIST's preset turns the lookahead on; FF-Net and the other runs it
+    cannot apply to train without it instead of failing on a flag they did not give,
+    and the model builds from the resolved settings."""
+    resolved = []
+    run_train(
+        "--dataset=translated_mnist",
+        f"--model_dir={tmp_path}",
+        *given,
+        entry=lambda _: resolved.append(train.resolve_config()),
+    )
+    config = resolved[0]
+    assert config["lookahead"] == lookahead
+    model = MGNet.from_settings(config, num_classes=10, channels=1)
+    assert model.lookahead == lookahead
+    assert (model.lookahead_gate is not None) == (lookahead > 0)
 
 
 def test_unknown_dataset_lists_the_choices():
