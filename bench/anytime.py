@@ -18,7 +18,8 @@ batch 1, in each runtime, on real images.
    the SavedModel's early-exit graph (`serving_early_exit`, which stops computing once
    the image is confident) and LiteRT's step files (`mgnet_tf.litert.Runner.early_exit`).
    Means and medians over the test images; the dynamic exit's predictions are checked
-   against the rule applied offline.
+   against the rule applied offline. --sweep adds more thresholds, each timed in the
+   same interleaved loop and reported with its top-1 on the validation and test images.
 """
 
 import json
@@ -62,6 +63,9 @@ flags.DEFINE_integer(
 flags.DEFINE_list("runtimes", ["function", "xla", "litert"], "function (tf), xla, litert.")
 flags.DEFINE_integer("litert_threads", os.cpu_count(), "LiteRT (XNNPACK) threads.")
 flags.DEFINE_integer("warmup", 5, "Untimed images first, per runtime.")
+flags.DEFINE_list(
+    "sweep", [], "More thresholds to time the exit at, side by side with the chosen one (e.g. 0.95,0.97,1)."
+)
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 FLAGS = flags.FLAGS
 
@@ -84,9 +88,10 @@ def _top1(probabilities, labels):
     return float(np.mean(probabilities.argmax(-1) == labels))
 
 
-def _runtime_calls(runtime, ff_net, mgnet, threshold, scratch):
-    """(ff(image) -> probabilities, mgnet_exit(image) -> (probabilities, glimpses),
-    mgnet_all(image) -> probabilities) in `runtime`, each on one (1, S, S, C) image."""
+def _runtime_calls(runtime, ff_net, mgnet, scratch):
+    """(ff(image) -> probabilities, mgnet_exit(image, threshold) -> (probabilities,
+    glimpses), mgnet_all(image) -> probabilities) in `runtime`, each on one
+    (1, S, S, C) image."""
     if runtime == "litert":
         from mgnet_tf import litert  # noqa: PLC0415
         from mgnet_tf.export import export_litert  # noqa: PLC0415
@@ -97,7 +102,7 @@ def _runtime_calls(runtime, ff_net, mgnet, threshold, scratch):
             runners[name] = litert.Runner(os.path.join(scratch, name), FLAGS.litert_threads)
         return (
             lambda x: runners["ff"].run(x)["probabilities_per_glimpse"][0, -1],
-            lambda x: runners["mgnet"].early_exit(x, threshold),
+            lambda x, threshold: runners["mgnet"].early_exit(x, threshold),
             lambda x: runners["mgnet"].run(x)["probabilities_per_glimpse"][0, -1],
         )
     from mgnet_tf.export import _Serving  # noqa: PLC0415
@@ -108,36 +113,42 @@ def _runtime_calls(runtime, ff_net, mgnet, threshold, scratch):
     ff = tf.function(lambda x: tf.nn.softmax(ff_net(x)["logits"])[0, -1], input_signature=spec, jit_compile=xla)
     every = tf.function(lambda x: tf.nn.softmax(mgnet(x)["logits"])[0, -1], input_signature=spec, jit_compile=xla)
 
-    def early(x):
+    def early(x, threshold):
         out = serving.early_exit(x, threshold, prepared=True)
         return out["probabilities"][0], out["glimpses"][0]
 
-    exit_ = tf.function(early, input_signature=spec, jit_compile=xla)
+    exit_ = tf.function(early, input_signature=[*spec, tf.TensorSpec((), tf.float32)], jit_compile=xla)
 
-    def exit_call(x):
-        probabilities, glimpses = exit_(x)
+    def exit_call(x, threshold):
+        probabilities, glimpses = exit_(x, tf.constant(threshold, tf.float32))
         return probabilities.numpy(), int(glimpses)
 
     return (lambda x: ff(x).numpy(), exit_call, lambda x: every(x).numpy())
 
 
-def time_runtime(runtime, ff_net, mgnet, threshold, images, scratch):
-    ff, exit_call, every = _runtime_calls(runtime, ff_net, mgnet, threshold, scratch)
+def time_runtime(runtime, ff_net, mgnet, thresholds, images, scratch):
+    """Per-image times and predictions; the exit's under the keys `mgnet_exit` (the
+    first threshold) and `mgnet_exit_{threshold}` (the others)."""
+    ff, exit_call, every = _runtime_calls(runtime, ff_net, mgnet, scratch)
+    names = ["mgnet_exit"] + [f"mgnet_exit_{t}" for t in thresholds[1:]]
     for image in images[: FLAGS.warmup]:
-        ff(image[None]), exit_call(image[None]), every(image[None])
-    times = {"ff": [], "mgnet_exit": [], "mgnet_all": []}
-    predictions = {"ff": [], "mgnet_exit": [], "glimpses": []}
+        ff(image[None]), every(image[None])
+        for threshold in thresholds:
+            exit_call(image[None], threshold)
+    times = {"ff": [], **{name: [] for name in names}, "mgnet_all": []}
+    predictions = {"ff": [], **{name: [] for name in names}, **{f"glimpses_{name}": [] for name in names}}
     for image in images:
         x = image[None]
         start = time.perf_counter()
         p = ff(x)
         times["ff"].append(time.perf_counter() - start)
         predictions["ff"].append(int(np.argmax(p)))
-        start = time.perf_counter()
-        p, used = exit_call(x)
-        times["mgnet_exit"].append(time.perf_counter() - start)
-        predictions["mgnet_exit"].append(int(np.argmax(p)))
-        predictions["glimpses"].append(used)
+        for name, threshold in zip(names, thresholds):
+            start = time.perf_counter()
+            p, used = exit_call(x, threshold)
+            times[name].append(time.perf_counter() - start)
+            predictions[name].append(int(np.argmax(p)))
+            predictions[f"glimpses_{name}"].append(used)
         start = time.perf_counter()
         every(x)
         times["mgnet_all"].append(time.perf_counter() - start)
@@ -147,6 +158,22 @@ def time_runtime(runtime, ff_net, mgnet, threshold, images, scratch):
         for stat, fn in (("mean", statistics.mean), ("median", statistics.median))
     }
     return summary, predictions
+
+
+def _sweep_thresholds(values):
+    """--sweep's values as floats >= 0 (the exit rule's range), or a flag error."""
+    thresholds = []
+    for value in values:
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = -1.0
+        if not threshold >= 0:
+            raise app.UsageError(
+                f"--sweep: {value!r} is not a threshold; expected numbers >= 0 (1 or more: every glimpse)"
+            )
+        thresholds.append(threshold)
+    return thresholds
 
 
 def main(argv):
@@ -200,14 +227,37 @@ def main(argv):
             f"{100 * top1['ff']:.2f}  MGNet all {100 * top1['mgnet_all']:.2f}  dynamic "
             f"{100 * top1['mgnet_exit']:.2f} with {used:.2f} glimpses"
         )
+    sweep = _sweep_thresholds(FLAGS.sweep)
+    thresholds = [threshold, *sweep]
+    offline_by = {"mgnet_exit": (offline, glimpses)}
+    results["sweep"] = {}
+    for value in sweep:
+        name = f"mgnet_exit_{value}"
+        test_predictions, test_glimpses = (v.numpy() for v in dynamic_exit(probabilities, value))
+        val_predictions, _ = dynamic_exit(val_probabilities, value)
+        offline_by[name] = (test_predictions[: FLAGS.examples], test_glimpses[: FLAGS.examples])
+        results["sweep"][str(value)] = {
+            "top1_validation": float(np.mean(val_predictions.numpy() == val_labels)),
+            "top1_accuracy_examples": float(np.mean(test_predictions == all_labels)),
+            "mean_glimpses_accuracy_examples": float(test_glimpses.mean()),
+        }
+        print(
+            f"threshold {value}: top-1 {100 * results['sweep'][str(value)]['top1_validation']:.2f} on the "
+            f"validation images, {100 * results['sweep'][str(value)]['top1_accuracy_examples']:.2f} with "
+            f"{test_glimpses.mean():.2f} glimpses on the {len(all_labels)} test images"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         for runtime in ["function" if r == "tf" else r for r in FLAGS.runtimes]:
-            summary, predictions = time_runtime(runtime, ff_net, mgnet, threshold, images, scratch)
-            summary["exit_agrees_with_offline_rule"] = float(
-                np.mean(np.array(predictions["mgnet_exit"]) == offline)
-            )
-            summary["exit_glimpses_agree"] = float(np.mean(np.array(predictions["glimpses"]) == glimpses))
-            summary["exit_over_ff"] = summary["mgnet_exit_mean_ms"] / summary["ff_mean_ms"]
+            summary, predictions = time_runtime(runtime, ff_net, mgnet, thresholds, images, scratch)
+            for name, (expected, used) in offline_by.items():
+                suffix = name[len("mgnet_exit") :]
+                summary[f"exit{suffix}_agrees_with_offline_rule"] = float(
+                    np.mean(np.array(predictions[name]) == expected)
+                )
+                summary[f"exit{suffix}_glimpses_agree"] = float(
+                    np.mean(np.array(predictions[f"glimpses_{name}"]) == used)
+                )
+                summary[f"exit{suffix}_over_ff"] = summary[f"{name}_mean_ms"] / summary["ff_mean_ms"]
             results["runtimes"][runtime] = summary
             print(
                 f"{runtime:8s} mean (median) ms per image: FF {summary['ff_mean_ms']:.2f} "
@@ -217,6 +267,15 @@ def main(argv):
                 f"agrees with the offline rule on {100 * summary['exit_agrees_with_offline_rule']:.1f}% "
                 f"(glimpses {100 * summary['exit_glimpses_agree']:.1f}%)"
             )
+            for value in sweep:
+                name = f"mgnet_exit_{value}"
+                print(
+                    f"{'':8s} exit at {value}: {summary[f'{name}_mean_ms']:.2f} "
+                    f"({summary[f'{name}_median_ms']:.2f}) ms, exit/FF {summary[f'exit_{value}_over_ff']:.2f}, "
+                    f"agrees with the offline rule on "
+                    f"{100 * summary[f'exit_{value}_agrees_with_offline_rule']:.1f}% "
+                    f"(glimpses {100 * summary[f'exit_{value}_glimpses_agree']:.1f}%)"
+                )
     if FLAGS.json:
         print(json.dumps(results))
 

@@ -208,6 +208,44 @@ def padded_step(model, x, tokens, params, t):
     }
 
 
+def indexed_step(model, x, tokens, params, step):
+    """`padded_step` with `step` a tensor: one graph for every glimpse, no branches
+    (the LiteRT step file: one set of weights, where a file per glimpse made the
+    processor's caches reload them at every step).
+
+    Args:
+        model: an `MGNet`.
+        x: normalized images (B, S, S, C) (`model.normalize`).
+        tokens: (B, T, D + 3), the tokens of the glimpses taken so far in rows
+            0..step-1; the other rows are ignored.
+        params: (B, 3), where this glimpse looks; ignored at step 0.
+        step: int32 scalar tensor in [0, T): the number of glimpses taken so far.
+
+    Returns:
+        `padded_step`'s dict.
+    """
+    step = tf.reshape(tf.cast(step, tf.int32), ())
+    first = tf.equal(step, 0)
+    params = tf.where(first, model.first_glimpse_params(tf.shape(x)[0]), tf.cast(params, tf.float32))
+    features, feature_map = model.glimpse_features(x, tf.cast(params, x.dtype), training=False)
+    token = tf.concat([tf.cast(features, tf.float32), params], axis=-1)
+    rows = tf.range(model.num_glimpses)[None, :, None]
+    tokens = tf.where(rows < step, tf.cast(tokens, tf.float32), 0.0)
+    tokens = tf.where(rows == step, token[:, None], tokens)
+    fused = model.fusion(tf.cast(tokens, x.dtype), training=False, newest=step)
+    place = {"clip": True, "feature_map": feature_map}
+    next_params = tf.cast(model.localization(fused, params, **place), tf.float32)
+    if model.first_localization_head is not None:
+        second = tf.cast(model.first_localization_head(fused, params, **place), tf.float32)
+        next_params = tf.where(first, second, next_params)
+    return {
+        "probabilities": tf.nn.softmax(tf.cast(model.classifier(fused), tf.float32), axis=-1),
+        "params": params,
+        "tokens": tokens,
+        "next_params": tf.where(step + 1 == model.num_glimpses, params, next_params),
+    }
+
+
 def _put(padded, t, row):
     """`padded` (B, T, ...) with row t replaced by `row` (B, ...); t is static."""
     return tf.concat([padded[:, :t], row[:, None], padded[:, t + 1 :]], axis=1)

@@ -7,11 +7,14 @@ writes, for a model of T glimpses, image side S, C channels and K classes:
   and channels: resize and convert on the client); outputs `probabilities_per_glimpse`
   (1, T, K) and `glimpse_boxes` (1, T, 4), (ymin, xmin, ymax, xmax) in [0, 1].
 - `mgnet_glimpses_{t}.tflite`, t < T: the same after t glimpses; only t backbone passes.
-- `mgnet_step_{t}.tflite`, t = 1..T: glimpse t alone, the state in and out. Inputs
-  `images`, and from t = 2 `tokens` (1, T, D + 3) and `glimpse_params` (1, 3) as the
-  step before returned them; outputs `probabilities` (1, K), `glimpse_box` (1, 4),
-  `tokens` (row t filled) and, for t < T, `glimpse_params` (where glimpse t + 1 looks).
-  A client runs step 1, 2, ... and stops when it likes (e.g. `Runner.early_exit`).
+- `mgnet_step.tflite`: one glimpse per call, the state in and out. Inputs `images`,
+  `tokens` (1, T, D + 3) and `glimpse_params` (1, 3) as the call before returned them
+  (zeros at the first call: they are ignored there) and `step`, int32 scalar, the
+  glimpses taken so far (0 to T - 1); outputs `probabilities` (1, K), `glimpse_box`
+  (1, 4), `tokens` (row `step` filled) and `glimpse_params` (where the next glimpse
+  looks). A client calls it with step 0, 1, ... and stops when it likes (e.g.
+  `Runner.early_exit`). One file for every step: a file per step held its own copy
+  of the weights, and switching between them cost a third of the early exit's time.
 - `mgnet_litert.json`: the files, their inputs, which output tensor is which (LiteRT
   names them Identity, Identity_1, ...), the model's sizes and the quantization.
 
@@ -30,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgnet_tf import early_exit as exit_rule
-from mgnet_tf.export import padded_step
+from mgnet_tf.export import indexed_step
 from mgnet_tf.visualize import glimpse_boxes
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
@@ -58,6 +61,7 @@ def _functions(model):
     images_spec = tf.TensorSpec((1, size, size, channels), tf.float32, name="images")
     tokens_spec = tf.TensorSpec((1, steps, dim), tf.float32, name="tokens")
     params_spec = tf.TensorSpec((1, 3), tf.float32, name="glimpse_params")
+    step_spec = tf.TensorSpec((), tf.int32, name="step")
 
     def glimpses(t):
         def run(images):
@@ -71,29 +75,20 @@ def _functions(model):
 
         return run
 
-    def step(t):
-        def run(images, tokens=None, glimpse_params=None):
-            if t == 1:  # nothing to carry in: the file takes only the image
-                tokens = tf.zeros((1, steps, dim))
-            out = padded_step(model, model.normalize(images), tokens, glimpse_params, t - 1)
-            result = {
-                "probabilities": out["probabilities"],
-                "glimpse_box": glimpse_boxes(out["params"], size, size),
-                "tokens": out["tokens"],
-            }
-            if t < steps:
-                result["glimpse_params"] = out["next_params"]
-            return result
-
-        return run
+    def step(images, tokens, glimpse_params, step):
+        out = indexed_step(model, model.normalize(images), tokens, glimpse_params, step)
+        return {
+            "probabilities": out["probabilities"],
+            "glimpse_box": glimpse_boxes(out["params"], size, size),
+            "tokens": out["tokens"],
+            "glimpse_params": out["next_params"],
+        }
 
     functions = {"mgnet": (glimpses(None), [images_spec])}
     for t in range(1, steps):
         functions[f"mgnet_glimpses_{t}"] = (glimpses(t), [images_spec])
     if steps > 1:
-        for t in range(1, steps + 1):
-            specs = [images_spec] if t == 1 else [images_spec, tokens_spec, params_spec]
-            functions[f"mgnet_step_{t}"] = (step(t), specs)
+        functions["mgnet_step"] = (step, [images_spec, tokens_spec, params_spec, step_spec])
     return functions
 
 
@@ -171,7 +166,6 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
         "files": {},
     }
     image = smooth_image(model.image_size, model.channels)
-    state = {}
     with _sampler_method(model, sampler_method):
         for name, (function, specs) in _functions(model).items():
             concrete = tf.function(function, input_signature=specs).get_concrete_function()
@@ -184,25 +178,44 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
                 "inputs": [spec.name for spec in specs],
                 "outputs": outputs,
             }
-            # Check the file against TensorFlow on the same inputs (the step files on
-            # the state the step before returned).
-            inputs = {"images": image, **{k: state[k] for k in ("tokens", "glimpse_params") if len(specs) > 1}}
-            expected = {k: v.numpy() for k, v in concrete(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-            got = run_file(path, metadata["files"][name], inputs)
-            for key, value in got.items():
-                if not np.all(np.isfinite(value)):
-                    raise RuntimeError(f"{path}: LiteRT output {key!r} is not finite")
-                error = float(np.max(np.abs(value - expected[key])))
-                if quantize == "none" and error > TOLERANCE:
-                    raise RuntimeError(
-                        f"{path}: LiteRT output {key!r} differs from TensorFlow's by {error:.2e} "
-                        f"(more than {TOLERANCE}) on a smooth image"
-                    )
-            if name.startswith("mgnet_step_"):
-                state = expected
+            # Check the file against TensorFlow on the same inputs (the step file at
+            # every step, on the state TensorFlow's step before returned).
+            runner = interpreter(path)
+            for inputs in _check_inputs(image, specs, model.num_glimpses):
+                expected = concrete(**{k: tf.constant(v) for k, v in inputs.items()})
+                expected = {k: v.numpy() for k, v in expected.items()}
+                got = run_file(path, metadata["files"][name], inputs, runner=runner)
+                _compare(path, got, expected, quantize)
+                inputs.update(tokens=expected.get("tokens"), glimpse_params=expected.get("glimpse_params"))
     with open(os.path.join(directory, METADATA), "w") as file:
         json.dump(metadata, file, indent=1)
     return metadata
+
+
+def _check_inputs(image, specs, steps):
+    """Yields the inputs a file is checked on: the image, and for the step file each
+    step's, its state updated in place by the caller from TensorFlow's outputs."""
+    names = [spec.name for spec in specs]
+    if "step" not in names:
+        yield {"images": image}
+        return
+    tokens, params = (np.zeros(spec.shape, np.float32) for spec in specs[1:3])
+    inputs = {"images": image, "tokens": tokens, "glimpse_params": params}
+    for t in range(steps):
+        inputs["step"] = np.int32(t)
+        yield inputs
+
+
+def _compare(path, got, expected, quantize):
+    for key, value in got.items():
+        if not np.all(np.isfinite(value)):
+            raise RuntimeError(f"{path}: LiteRT output {key!r} is not finite")
+        error = float(np.max(np.abs(value - expected[key])))
+        if quantize == "none" and error > TOLERANCE:
+            raise RuntimeError(
+                f"{path}: LiteRT output {key!r} differs from TensorFlow's by {error:.2e} "
+                f"(more than {TOLERANCE}) on a smooth image"
+            )
 
 
 @contextlib.contextmanager
@@ -219,19 +232,22 @@ def _sampler_method(model, method):
 
 class _BoundFile:
     """One file's interpreter with its tensors allocated and its input and output
-    indices looked up once, so that a call only copies in, invokes and copies out."""
+    indices looked up once, so that a call only copies in, invokes and copies out.
+    A call sets the inputs it is given; the others keep the values last set (LiteRT
+    keeps its input tensors between calls), so a step loop sets the image once."""
 
     def __init__(self, runner, entry):
         runner.allocate_tensors()
-        inputs = {d["name"]: d["index"] for d in runner.get_input_details()}
+        inputs = {d["name"]: (d["index"], d["dtype"]) for d in runner.get_input_details()}
         outputs = {d["name"]: d["index"] for d in runner.get_output_details()}
         self.runner = runner
-        self.inputs = [(key, inputs[key]) for key in entry["inputs"]]
+        self.inputs = [(key, *inputs[key]) for key in entry["inputs"]]
         self.outputs = {key: outputs[tensor] for key, tensor in entry["outputs"].items()}
 
     def __call__(self, inputs):
-        for key, index in self.inputs:
-            self.runner.set_tensor(index, np.asarray(inputs[key], np.float32))
+        for key, index, dtype in self.inputs:
+            if key in inputs:
+                self.runner.set_tensor(index, np.asarray(inputs[key], dtype))
         self.runner.invoke()
         return {key: self.runner.get_tensor(index) for key, index in self.outputs.items()}
 
@@ -262,6 +278,7 @@ class Runner:
             for name, entry in self.metadata["files"].items()
         }
         self.num_glimpses = self.metadata["num_glimpses"]
+        self.directory = directory
 
     def _image(self, image):
         image = np.asarray(image, np.float32)
@@ -277,7 +294,7 @@ class Runner:
         return self._run(name, {"images": self._image(image)})
 
     def steps(self, image):
-        """Yields each glimpse's outputs in turn (the step files, state carried)."""
+        """Yields each glimpse's outputs in turn (the step file, state carried)."""
         inputs = {"images": self._image(image)}
         if self.num_glimpses == 1:  # FF-Net: one file, one pass
             out = self._run("mgnet", inputs)
@@ -286,12 +303,19 @@ class Runner:
                 "glimpse_box": out["glimpse_boxes"][:, 0],
             }
             return
-        for t in range(1, self.num_glimpses + 1):
-            out = self._run(f"mgnet_step_{t}", inputs)
+        if "mgnet_step" not in self._files:
+            raise ValueError(
+                f"{self.directory} has no mgnet_step.tflite (an export of an earlier "
+                "version, with a file per step): export the model again"
+            )
+        inputs["tokens"] = np.zeros(self.metadata["token_shape"], np.float32)
+        inputs["glimpse_params"] = np.zeros((1, 3), np.float32)
+        for t in range(self.num_glimpses):
+            inputs["step"] = t
+            out = self._run("mgnet_step", inputs)
             yield out
-            inputs = {"images": inputs["images"], "tokens": out["tokens"]}
-            if t < self.num_glimpses:
-                inputs["glimpse_params"] = out["glimpse_params"]
+            # The image stays in the file's input from the first call: not copied again.
+            inputs = {"tokens": out["tokens"], "glimpse_params": out["glimpse_params"]}
 
     def early_exit(self, image, threshold):
         """(probabilities (K,), glimpses used): stops at the first glimpse whose top

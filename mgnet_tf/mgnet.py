@@ -654,18 +654,9 @@ class MGNet(keras.Model):
             before pooling. `self.next_glimpse_params(out, params)` gives glimpse
             t + 1's (s, x, y) from them (t < T).
         """
-        if tokens is None and self.glimpse_size == self.image_size:
-            glimpse = images  # the identity at full size: sampling would copy it
-        else:
-            glimpse = self.sampler(images, params)
-        feature_map = None
-        if self.backbone_map is not None:
-            last_map = feature_map = self.backbone_map(glimpse, training=training)
-            if self.placement_map is not None:
-                last_map, feature_map = feature_map
-            features = ops.mean(last_map, axis=(1, 2))  # the backbone's own pooling
-        else:
-            features = self.backbone(glimpse, training=training)
+        # At full size glimpse 1 is the identity: sampling would copy it.
+        whole = tokens is None and self.glimpse_size == self.image_size
+        features, feature_map = self.glimpse_features(images, params, whole, training)
         # (s, x, y) is a positional code, not a path for gradients (Section 3).
         position = ops.cast(ops.stop_gradient(params), features.dtype)
         token = ops.expand_dims(ops.concatenate([features, position], axis=-1), 1)
@@ -680,6 +671,19 @@ class MGNet(keras.Model):
         if feature_map is not None:
             out["feature_map"] = feature_map
         return out
+
+    def glimpse_features(self, images, params, whole=False, training=None):
+        """The backbone's features (B, feature_dim) of the glimpse at `params` (B, 3)
+        in normalized `images`, and its map before pooling (placement="spatial"; else
+        None). `whole=True`: the images themselves are the glimpse (glimpse 1 at full
+        size), not sampled."""
+        glimpse = images if whole else self.sampler(images, params)
+        if self.backbone_map is None:
+            return self.backbone(glimpse, training=training), None
+        last_map = feature_map = self.backbone_map(glimpse, training=training)
+        if self.placement_map is not None:
+            last_map, feature_map = feature_map
+        return ops.mean(last_map, axis=(1, 2)), feature_map  # the backbone's own pooling
 
     def shift_consistency_error(self, images, tokens, taken, training=None):
         """The shift-consistency loss at one glimpse (see `shift_consistency`).

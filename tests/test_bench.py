@@ -100,9 +100,13 @@ def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
         "--runtimes=function,litert",  # XLA compiles the same graph, only slower to build
         "--reference=ff",
         "--accuracy_examples=8",
+        "--sweep=0.5,1",
         "--json",
     )
     assert report["test_examples"] == 6
+    # The swept thresholds, timed side by side: 1 means every glimpse for every image.
+    assert set(report["sweep"]) == {"0.5", "1.0"}
+    assert report["sweep"]["1.0"]["mean_glimpses_accuracy_examples"] == 5.0
     # The threshold was held to FF-Net's validation top-1; accuracy on 8 test images.
     assert "FF-Net" in report["threshold_chosen_on"]
     assert report["accuracy_examples"] == 8
@@ -113,3 +117,7 @@ def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
         assert runtime["exit_agrees_with_offline_rule"] == 1.0
         assert runtime["exit_glimpses_agree"] == 1.0
         assert runtime["ff_mean_ms"] > 0 and runtime["mgnet_exit_mean_ms"] > 0
+        for value in ("0.5", "1.0"):
+            assert runtime[f"exit_{value}_agrees_with_offline_rule"] == 1.0
+            assert runtime[f"exit_{value}_glimpses_agree"] == 1.0
+            assert runtime[f"mgnet_exit_{value}_mean_ms"] > 0

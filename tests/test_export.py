@@ -509,6 +509,48 @@ def test_padded_step_follows_a_relative_placement(first_localization):
         tokens, params = out["tokens"], out["next_params"]
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"placement": "relative", "first_localization": True},
+        {"placement": "spatial", "first_localization": True},
+        {"placement": "absolute"},
+    ],
+)
+def test_indexed_step_replays_the_glimpse_loop(settings):
+    """The LiteRT step file's graph (`indexed_step`: the step a tensor, no branches)
+    gives the model's glimpses and probabilities at every step, with the rows not
+    taken yet holding anything (NaN here), and places glimpse 2 with the first
+    localization head where there is one."""
+    from mgnet_tf.export import indexed_step  # noqa: PLC0415
+
+    model = MGNet(
+        backbone="vanilla_cnn", num_classes=4, image_size=40, num_glimpses=4,
+        downsample=2, channels=1, **settings,
+    )
+    rng = np.random.default_rng(3)
+    for head in (model.localization, model.first_localization_head):
+        if head is not None:  # glimpses that move, differently per head
+            kernel, bias = head.dense.get_weights()
+            head.dense.set_weights([rng.normal(0, 0.3, kernel.shape).astype("float32"), bias])
+    images = rng.random((3, 40, 40, 1)).astype("float32")
+    out = model(images)
+    expected = tf.nn.softmax(out["logits"]).numpy()
+    params_expected = out["glimpse_params"].numpy()
+    assert np.abs(np.diff(params_expected[:, 1:], axis=1)).max() > 0.01  # they move
+    x = model.normalize(images)
+    tokens = np.full((3, 4, model.feature_dim + 3), np.nan, "float32")
+    params = np.full((3, 3), np.nan, "float32")  # ignored at step 0
+    for t in range(4):
+        got = indexed_step(model, x, tokens, params, tf.constant(t))
+        np.testing.assert_allclose(got["params"].numpy(), params_expected[:, t], atol=1e-5)
+        np.testing.assert_allclose(got["probabilities"].numpy(), expected[:, t], atol=1e-5)
+        tokens = got["tokens"].numpy()
+        assert np.isfinite(tokens[:, : t + 1]).all() and not tokens[:, t + 1 :].any()
+        params = got["next_params"].numpy()
+    np.testing.assert_array_equal(params, got["params"].numpy())  # the last: its own
+
+
 def test_a_spatial_placement_model_serves_its_own_glimpse_loop(tmp_path):
     """With placement='spatial' the next glimpse depends on the map of the glimpse just
     taken: the served model and the served step (which places the next glimpse inside

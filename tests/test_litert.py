@@ -40,9 +40,7 @@ def test_files(exported):
         "mgnet_glimpses_1.tflite",
         "mgnet_glimpses_2.tflite",
         "mgnet_litert.json",
-        "mgnet_step_1.tflite",
-        "mgnet_step_2.tflite",
-        "mgnet_step_3.tflite",
+        "mgnet_step.tflite",
     ]
 
 
@@ -63,7 +61,7 @@ def test_matmul_sampler_files_have_no_gather_and_equal_keras(exported, tmp_path)
     matmul = tmp_path / "matmul"
     matmul.mkdir()
     litert.write_files(model, str(matmul), sampler_method="matmul")
-    for name in ("mgnet", "mgnet_step_2"):
+    for name in ("mgnet", "mgnet_step"):
         assert not ops(matmul / f"{name}.tflite") & {"GATHER", "GATHER_ND"}
     assert json.loads((matmul / "mgnet_litert.json").read_text())["sampler_method"] == "matmul"
     assert model.sampler.method == "gather"
@@ -103,11 +101,14 @@ def test_litert_agrees_on_top1_on_noise_images(exported):
     assert np.all(np.isfinite(got))
 
 
-def test_step_files_replay_the_loop_and_early_exit_follows_the_rule(exported):
+def test_step_file_replays_the_loop_and_early_exit_follows_the_rule(exported):
     model, directory, _ = exported
     runner = litert.Runner(str(directory))
     image = litert.smooth_image(40, 1, seed=4)
     probabilities, boxes = _keras(model, image)
+    # A loop left after one step first: the next image's loop must not see its state
+    # (the image is set once per loop, the state at every step).
+    next(runner.steps(litert.smooth_image(40, 1, seed=9)))
     steps = list(runner.steps(image))
     assert len(steps) == 3
     for t, out in enumerate(steps):
@@ -208,7 +209,7 @@ def test_cli(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "mgnet_step_2.tflite" in done.stdout
+    assert "mgnet_step.tflite" in done.stdout
     assert litert.Runner(str(tmp_path / "lt")).metadata["quantize"] == "float16"
     refused = subprocess.run(
         [*command, f"--output={tmp_path / 'sm'}", "--quantize=float16"],
@@ -216,3 +217,22 @@ def test_cli(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and "--quantize: only with --format=litert" in refused.stderr
+
+
+def test_an_export_without_the_step_file_is_named(exported, tmp_path):
+    """An export of an earlier version (a file per step, no mgnet_step.tflite) runs
+    its whole-loop files and says what to do for the step loop."""
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    _, directory, _ = exported
+    old = tmp_path / "old"
+    shutil.copytree(directory, old)
+    metadata = json.loads((old / "mgnet_litert.json").read_text())
+    del metadata["files"]["mgnet_step"]
+    (old / "mgnet_litert.json").write_text(json.dumps(metadata))
+    runner = litert.Runner(str(old))
+    image = litert.smooth_image(40, 1, seed=4)
+    assert runner.run(image)["probabilities_per_glimpse"].shape == (1, 3, 5)
+    with pytest.raises(ValueError, match=f"{old} has no mgnet_step.tflite.*export the model again"):
+        runner.early_exit(image, 0.5)

@@ -27,6 +27,9 @@ class FeatureFusion(keras.layers.Layer):
     Call args:
         tokens: (B, t, d) glimpse tokens, oldest first.
         training: bool, enables dropout.
+        newest: None, or an int (tensor) i < t: F for the glimpse in row i, attending
+            to rows 0..i only (the later rows are ignored): the same value as
+            `tokens[:, :i + 1]` without it, in fixed shapes (the served step).
 
     Returns:
         (B, d) fused feature F_t.
@@ -101,20 +104,33 @@ class FeatureFusion(keras.layers.Layer):
         y = ops.matmul(x, getattr(self, f"{name}_kernel"))
         return y + getattr(self, f"{name}_bias") if self.use_bias else y
 
-    def call(self, tokens, training=None):
-        query = self._split_heads(self._project(tokens, "query"))
+    def call(self, tokens, training=None, newest=None):
+        rows = tokens
+        if newest is not None:
+            newest = ops.cast(newest, "int32")
+            taken = ops.arange(ops.shape(tokens)[1]) <= newest
+            # Rows not taken yet are zeroed (whatever they hold, NaN included), and
+            # only F's row at `newest` is computed.
+            tokens = ops.where(taken[:, None], tokens, ops.zeros_like(tokens))
+            # A masked sum, not a gather: the served files stay gather-free where
+            # their sampler is (`GlimpseSampler(method="matmul")`).
+            row = ops.cast(ops.arange(ops.shape(tokens)[1]) == newest, tokens.dtype)
+            rows = ops.sum(tokens * row[:, None], axis=1, keepdims=True)
+        query = self._split_heads(self._project(rows, "query"))
         key = self._split_heads(self._project(tokens, "key"))
         value = self._split_heads(self._project(tokens, "value"))
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         # Softmax in float32 under mixed precision, written out because
         # keras.ops.softmax warns on the one-token softmax of the first glimpse.
         scores = ops.cast(scores, "float32") / math.sqrt(self.head_dim)
+        if newest is not None:  # nor attended to
+            scores = ops.where(taken, scores, float("-inf"))
         scores = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
         weights = scores / ops.sum(scores, axis=-1, keepdims=True)
         weights = ops.cast(weights, value.dtype)
         weights = self.attention_dropout(weights, training=training)
         attended = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
-        attended = ops.reshape(attended, ops.shape(tokens))
+        attended = ops.reshape(attended, ops.shape(rows))
         fused = self.layer_norm(self._project(attended, "output"))
         return ops.relu(fused[:, -1])
 

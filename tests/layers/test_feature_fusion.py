@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -49,6 +50,29 @@ def test_matches_equation_3(num_heads, steps):
     layer.layer_norm.beta.assign(beta)
     expected = _eq3_reference(tokens, *weights, gamma, beta, num_heads)
     np.testing.assert_allclose(np.asarray(layer(tokens)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_newest_row_equals_the_taken_tokens_alone(num_heads):
+    """`newest=i` (a tensor, the served step's fixed shapes) gives eq. 3 over rows
+    0..i, whatever the rows after i hold (NaN included)."""
+    rng = np.random.default_rng(1)
+    tokens = rng.standard_normal((2, 4, 6)).astype("float32")
+    layer = FeatureFusion(num_heads=num_heads)
+    layer.build(tokens.shape)
+    weights = [rng.standard_normal((6, 6)).astype("float32") * 0.5 for _ in range(4)]
+    for variable, value in zip(
+        [layer.query_kernel, layer.key_kernel, layer.value_kernel, layer.output_kernel],
+        weights,
+    ):
+        variable.assign(value)
+    ones, zeros = np.ones(6, "float32"), np.zeros(6, "float32")
+    for newest in range(4):
+        padded = tokens.copy()
+        padded[:, newest + 1 :] = np.nan
+        got = np.asarray(layer(padded, newest=keras.ops.convert_to_tensor(newest, "int32")))
+        expected = _eq3_reference(tokens[:, : newest + 1], *weights, ones, zeros, num_heads)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_newest_token_attends_to_all_earlier_ones():
