@@ -177,8 +177,8 @@ class _Serving(tf.Module):
 
 def padded_step(model, x, tokens, params, t):
     """Glimpse t + 1 (t static, from 0) of `model` on normalized images `x`, the state
-    in fixed shapes: the unit of the served early exit, the `glimpse_step` signature
-    and the LiteRT step files.
+    in fixed shapes: the unit of the SavedModel's early exit and its `glimpse_step`
+    signature (the LiteRT step file uses `indexed_step`, the step a tensor).
 
     Args:
         model: an `MGNet`.

@@ -271,8 +271,8 @@ class Runner:
     def __init__(self, directory, threads=None):
         with open(os.path.join(directory, METADATA)) as file:
             self.metadata = json.load(file)
-        # Allocated and looked up once, not on every call (on the step files the
-        # lookups had cost a quarter of the early exit's time).
+        # Allocated and looked up once, not on every call (on the step files of an
+        # earlier version the lookups had cost a quarter of the early exit's time).
         self._files = {
             name: _BoundFile(interpreter(os.path.join(directory, entry["file"]), threads), entry)
             for name, entry in self.metadata["files"].items()
