@@ -8,7 +8,8 @@ batch 1, in each runtime, on real images.
 1. The threshold: on the first --validation_examples images of the validation split, the
    lowest confidence threshold (of a grid) whose dynamic-exit top-1 stays within
    --max_drop points of --reference: MGNet with all glimpses (default) or FF-Net
-   (`--reference=ff`, the exit at FF-Net's accuracy). Nothing is chosen on the test split.
+   (`--reference=ff`, the exit at FF-Net's accuracy); with --confidence, within it at
+   that confidence (an upper bound on the drop). Nothing is chosen on the test split.
 2. Accuracy on the test split (the whole split, or the first --accuracy_examples images)
    and on the timed images: FF-Net, MGNet after all glimpses, MGNet with the dynamic exit
    at that threshold, and its mean glimpses.
@@ -72,6 +73,16 @@ flags.DEFINE_integer(
     "Untimed calls of the same model on the same image right before each timed one, so that "
     "each is timed with its own weights in the cache (as a server running that model alone), "
     "not after the other models evicted them. 0: back to back.",
+)
+flags.DEFINE_float(
+    "confidence",
+    None,
+    "With it (e.g. 0.95), a threshold qualifies only where the upper confidence bound of its drop "
+    "is within --max_drop (mgnet_tf.early_exit.calibrate_threshold): the promise then holds on new "
+    "images, not only on the validation images it was chosen on.",
+)
+flags.register_validator(
+    "confidence", lambda value: value is None or 0 < value < 1, "--confidence: expected a probability in (0, 1), e.g. 0.95"
 )
 flags.DEFINE_list(
     "sweep", [], "More thresholds to time the exit at, side by side with the chosen one (e.g. 0.95,0.97,1)."
@@ -196,9 +207,11 @@ def main(argv):
     val_images, val_labels = _arrays("validation", FLAGS.validation_examples, size)
     val_probabilities = _probabilities(mgnet, val_images)
     reference = None
-    if FLAGS.reference == "ff":
-        reference = _top1(_probabilities(ff_net, val_images)[:, -1], val_labels)
-    threshold = calibrate_threshold(val_probabilities, val_labels, FLAGS.max_drop, reference)
+    if FLAGS.reference == "ff":  # image by image: a paired comparison
+        reference = _probabilities(ff_net, val_images)[:, -1].argmax(-1) == val_labels
+    threshold = calibrate_threshold(
+        val_probabilities, val_labels, FLAGS.max_drop, reference, confidence=FLAGS.confidence
+    )
     count = max(FLAGS.examples, FLAGS.accuracy_examples) if FLAGS.accuracy_examples else None
     all_images, all_labels = _arrays("test", count, size)
     probabilities = _probabilities(mgnet, all_images)
@@ -214,8 +227,10 @@ def main(argv):
         "threshold": threshold,
         "threshold_chosen_on": (
             f"first {len(val_labels)} validation images, within {FLAGS.max_drop} points of "
-            + ("MGNet with all glimpses" if reference is None else f"FF-Net ({100 * reference:.2f}%)")
+            + ("MGNet with all glimpses" if reference is None else f"FF-Net ({100 * reference.mean():.2f}%)")
+            + ("" if FLAGS.confidence is None else f" with {FLAGS.confidence:.0%} confidence")
         ),
+        "confidence": FLAGS.confidence,
         "test_examples": len(labels),
         "top1": {
             "ff": _top1(ff_probabilities[: FLAGS.examples, -1], labels),

@@ -6,6 +6,8 @@ cost one backbone pass and hard ones up to T. The rule is written in TensorFlow 
 a serving graph can apply it to `probabilities_per_glimpse` as well.
 """
 
+import statistics
+
 import numpy as np
 import tensorflow as tf
 
@@ -66,7 +68,9 @@ def dynamic_exit(probabilities, threshold):
     return tf.argmax(chosen, axis=-1, output_type=tf.int32), glimpses
 
 
-def calibrate_threshold(probabilities, labels, max_drop, reference=None, thresholds=THRESHOLDS):
+def calibrate_threshold(
+    probabilities, labels, max_drop, reference=None, thresholds=THRESHOLDS, confidence=None
+):
     """The lowest threshold whose dynamic-exit top-1 is within `max_drop` points of a
     reference top-1, chosen on held-out images (never on the test split).
 
@@ -74,18 +78,50 @@ def calibrate_threshold(probabilities, labels, max_drop, reference=None, thresho
         probabilities: float (B, T, K) softmax outputs after each glimpse.
         labels: int (B,) true classes.
         max_drop: top-1 points (0-100) the exit may lose against `reference`.
-        reference: top-1 in [0, 1] to stay near, e.g. FF-Net's on the same images;
-            None: MGNet's own with all T glimpses.
-        thresholds: candidates, tried in increasing order.
+        reference: what to stay near: a top-1 in [0, 1], e.g. FF-Net's on the same
+            images; a bool (B,), whether a reference model got each image right (the
+            comparison is then paired, image by image); None: MGNet's own with all T
+            glimpses, paired.
+        thresholds: candidates.
+        confidence: None: the point estimate, and the lowest threshold within
+            `max_drop` (tried in increasing order). A probability such as 0.95: a
+            threshold qualifies only where the one-sided `confidence` upper bound of
+            its drop (the normal bound on the per-image differences) is within
+            `max_drop`, and the thresholds are tested from the highest down, stopping
+            at the first that fails (fixed-sequence testing, as in Learn then Test and
+            CALM): the lowest qualifying threshold on the point estimate is the one
+            whose held-out figure was luckiest, and loses more on new images.
 
     Returns:
         The threshold, or 1.0 (all glimpses for every image) where none qualifies.
+
+    Raises:
+        ValueError: `confidence` not in (0, 1), or fewer than 2 images with it.
     """
     probabilities, labels = np.asarray(probabilities), np.asarray(labels)
     if reference is None:
-        reference = np.mean(probabilities[:, -1].argmax(-1) == labels)
-    for threshold in sorted(thresholds):
+        reference = probabilities[:, -1].argmax(-1) == labels
+    reference = np.asarray(reference, np.float64)
+    if confidence is not None:
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"`confidence` must be in (0, 1). Received: confidence={confidence!r}")
+        if len(labels) < 2:
+            raise ValueError(f"`confidence` needs at least 2 images. Received: {len(labels)}")
+        z = statistics.NormalDist().inv_cdf(confidence)
+
+    def qualifies(threshold):
         predictions, _ = dynamic_exit(probabilities, threshold)
-        if 100 * (reference - np.mean(predictions.numpy() == labels)) <= max_drop:
-            return float(threshold)
-    return 1.0
+        differences = 100 * (reference - (predictions.numpy() == labels))  # points
+        drop = float(np.mean(differences))
+        if confidence is not None:
+            drop += z * float(np.std(differences, ddof=1)) / np.sqrt(len(labels))
+        return drop <= max_drop
+
+    if confidence is None:
+        return next((float(t) for t in sorted(thresholds) if qualifies(t)), 1.0)
+    chosen = 1.0
+    for threshold in sorted(thresholds, reverse=True):
+        if not qualifies(threshold):
+            break
+        chosen = float(threshold)
+    return chosen

@@ -146,23 +146,18 @@ class _Serving(tf.Module):
         )
         with tf.control_dependencies([check]):
             step = tf.identity(step)
+        # One graph for every step (the step a tensor), not a branch per step: one
+        # backbone in the signature instead of T.
+        out = indexed_step(model, x, tokens, glimpse_params, step)
         size = model.image_size
-
-        def branch(t):
-            def run():
-                out = padded_step(model, x, tokens, glimpse_params, t)
-                return {
-                    "probabilities": out["probabilities"],
-                    "classes": tf.argmax(out["probabilities"], axis=-1),
-                    "glimpse_box": glimpse_boxes(out["params"], size, size),
-                    "tokens": out["tokens"],
-                    "glimpse_params": out["next_params"],
-                    "step": tf.constant(t + 1, tf.int32),
-                }
-
-            return run
-
-        return tf.switch_case(step, [branch(t) for t in range(steps)])
+        return {
+            "probabilities": out["probabilities"],
+            "classes": tf.argmax(out["probabilities"], axis=-1),
+            "glimpse_box": glimpse_boxes(out["params"], size, size),
+            "tokens": out["tokens"],
+            "glimpse_params": out["next_params"],
+            "step": step + 1,
+        }
 
     def decode(self, image_bytes):
         """A (B,) batch of encoded images -> float (B, S, S, C): the model's transform
@@ -177,8 +172,8 @@ class _Serving(tf.Module):
 
 def padded_step(model, x, tokens, params, t):
     """Glimpse t + 1 (t static, from 0) of `model` on normalized images `x`, the state
-    in fixed shapes: the unit of the SavedModel's early exit and its `glimpse_step`
-    signature (the LiteRT step file uses `indexed_step`, the step a tensor).
+    in fixed shapes: the unit of the SavedModel's early exit (`glimpse_step` and the
+    LiteRT step file use `indexed_step`, the step a tensor).
 
     Args:
         model: an `MGNet`.
@@ -210,8 +205,9 @@ def padded_step(model, x, tokens, params, t):
 
 def indexed_step(model, x, tokens, params, step):
     """`padded_step` with `step` a tensor: one graph for every glimpse, no branches
-    (the LiteRT step file: one set of weights, where a file per glimpse made the
-    processor's caches reload them at every step).
+    (the SavedModel's `glimpse_step` and the LiteRT step file: one set of weights,
+    where a LiteRT file per glimpse made the processor's caches reload them at every
+    step).
 
     Args:
         model: an `MGNet`.

@@ -74,3 +74,57 @@ def test_calibrate_threshold_falls_back_to_all_glimpses():
     assert calibrate_threshold(PROBABILITIES, LABELS, 0.0, thresholds=(0.6, 0.5)) == 1.0
     predictions, glimpses = dynamic_exit(PROBABILITIES, 1.0)
     assert list(glimpses.numpy()) == [3, 3, 3] and list(predictions.numpy()) == list(LABELS)
+
+
+def _one_confident_mistake(images=100):
+    """`images` images, 2 glimpses, 2 classes, label 0: every glimpse 2 is right (0.99);
+    glimpse 1 is right at 0.9 except image 0's, wrong at 0.9. Thresholds up to 0.9 stop
+    every image at glimpse 1 and lose image 0: 1 point of 100 against all glimpses, a
+    per-image difference of 1 on one image and 0 on 99: standard deviation 10 points
+    (sqrt(0.01 * 0.99 * 100 / 99) = 0.1), standard error 1 point, so the one-sided 95%
+    bound is 1 + 1.645 = 2.645 points."""
+    probabilities = np.tile(np.array([[[0.9, 0.1], [0.99, 0.01]]], "float32"), (images, 1, 1))
+    probabilities[0, 0] = [0.1, 0.9]
+    return probabilities, np.zeros(images, "int64")
+
+
+@pytest.mark.parametrize(
+    "max_drop, confidence, reference, expected",
+    [
+        (2.0, None, None, 0.8),  # 1 point lost: within 2 on the point estimate
+        (2.0, 0.95, None, 0.95),  # but its 95% bound, 2.645, is not
+        (3.0, 0.95, None, 0.8),  # within 3
+        (2.0, 0.5, None, 0.8),  # a 50% bound is the point estimate
+        (2.0, 0.95, 1.0, 0.95),  # a reference top-1 of 100% as a number: the same bound
+    ],
+)
+def test_calibrate_threshold_with_a_confidence_bound(max_drop, confidence, reference, expected):
+    probabilities, labels = _one_confident_mistake()
+    got = calibrate_threshold(
+        probabilities, labels, max_drop, reference, thresholds=(0.8, 0.95), confidence=confidence
+    )
+    assert got == pytest.approx(expected)
+
+
+def test_confidence_tests_from_the_highest_threshold_down():
+    """A threshold below one that fails is not taken, even if it passes itself: 0.5
+    stops image 1 at a right first glimpse, 0.8 stops it at a wrong second one."""
+    probabilities = np.array(
+        [
+            [[0.9, 0.1], [0.9, 0.1], [0.9, 0.1]],  # right at once
+            [[0.6, 0.4], [0.15, 0.85], [0.7, 0.3]],  # right, wrong (0.85), right
+        ]
+        * 50,
+        "float32",
+    )
+    labels = np.zeros(100, "int64")
+    # 0.5 and 0.95: 100%; 0.8: image 1's copies wrong, 50 points lost.
+    assert calibrate_threshold(probabilities, labels, 1.0, thresholds=(0.5, 0.8, 0.95)) == 0.5
+    got = calibrate_threshold(probabilities, labels, 1.0, thresholds=(0.5, 0.8, 0.95), confidence=0.9)
+    assert got == 0.95
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 1.5])
+def test_a_confidence_outside_0_1_is_named(confidence):
+    with pytest.raises(ValueError, match="`confidence` must be in \\(0, 1\\)"):
+        calibrate_threshold(PROBABILITIES, LABELS, 0.5, confidence=confidence)
