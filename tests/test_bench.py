@@ -121,3 +121,18 @@ def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
             assert runtime[f"exit_{value}_agrees_with_offline_rule"] == 1.0
             assert runtime[f"exit_{value}_glimpses_agree"] == 1.0
             assert runtime[f"mgnet_exit_{value}_mean_ms"] > 0
+
+
+def test_litert_quantized_script_compares_the_files_with_keras(idx_dir):
+    """The shipped pair on a few images: every quantization exported, the float32
+    file's per-glimpse top-1 the Keras model's, the quantized files smaller."""
+    report = _last_json(
+        "litert_quantized.py", f"--data_dir={idx_dir}", "--examples=6", "--quantize=none,float16", "--json"
+    )
+    assert report["test_examples"] == 6
+    for name, glimpses in (("ff", 1), ("mgnet", 5)):
+        model = report[name]
+        assert len(model["keras_top1"]) == glimpses
+        assert model["none"]["top1"] == model["keras_top1"]
+        assert model["float16"]["file_mb"] < 0.6 * model["none"]["file_mb"]
+        assert model["float16"]["mean_ms"] > 0 and len(model["float16"]["top1"]) == glimpses

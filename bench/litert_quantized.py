@@ -1,0 +1,109 @@
+"""LiteRT files with float32, float16 and dynamic-range (int8) weights on a trained pair:
+file size, top-1 after each glimpse on the test split, and latency at batch 1.
+
+    python bench/litert_quantized.py                  # the shipped translated Fashion-MNIST pair
+    python bench/litert_quantized.py --ff=runs/ff/final.keras --mgnet=runs/mgnet/final.keras \
+        --examples=2000 --json
+
+Each model is exported once per quantization (`python -m mgnet_tf.export --format=litert
+--quantize=...`), the whole-loop file (`mgnet.tflite`: every glimpse) runs on the test
+images one by one, and its per-glimpse top-1 is compared with the Keras model's on the
+same images. Latency: mean and median per image over the same images, the quantizations
+of one model interleaved image by image, each call after one untimed call of its own.
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from mgnet_tf import files, litert  # noqa: E402
+from mgnet_tf.export import export_litert  # noqa: E402
+from reports.data import EvalData  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKPOINTS = os.path.join(REPO, "checkpoints")
+flags.DEFINE_string("ff", os.path.join(CHECKPOINTS, "translated_fashion_mnist_ff.keras"), "FF-Net .keras file.")
+flags.DEFINE_string("mgnet", os.path.join(CHECKPOINTS, "translated_fashion_mnist_mgnet.keras"), "MGNet .keras file.")
+flags.DEFINE_string("dataset", "translated_fashion_mnist", "Data set of both models.")
+flags.DEFINE_string("data_dir", None, "The data set's files (default: see docs).")
+flags.DEFINE_integer("examples", 0, "Test images (0: the whole split).")
+flags.DEFINE_list("quantize", list(litert.QUANTIZATIONS), "Quantizations to compare.")
+flags.DEFINE_integer("litert_threads", os.cpu_count(), "LiteRT (XNNPACK) threads.")
+flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+FLAGS = flags.FLAGS
+
+
+def _measure(model, images, labels, scratch, name):
+    keras_top1 = []
+    for i in range(0, len(images), 256):
+        logits = model(images[i : i + 256], training=False)["logits"].numpy()
+        keras_top1.append(logits.argmax(-1) == labels[i : i + 256, None])
+    report = {"keras_top1": np.concatenate(keras_top1).mean(0).tolist()}
+    runners = {}
+    for quantize in FLAGS.quantize:
+        directory = os.path.join(scratch, f"{name}_{quantize}")
+        export_litert(model, directory, quantize)
+        runners[quantize] = litert.Runner(directory, FLAGS.litert_threads)
+        report[quantize] = {"file_mb": os.path.getsize(os.path.join(directory, "mgnet.tflite")) / 2**20}
+    predictions = {q: [] for q in runners}
+    times = {q: [] for q in runners}
+    for image in images:
+        for quantize, runner in runners.items():
+            runner.run(image)  # warm: its own weights in the cache
+            start = time.perf_counter()
+            out = runner.run(image)["probabilities_per_glimpse"][0]
+            times[quantize].append(time.perf_counter() - start)
+            predictions[quantize].append(out.argmax(-1))
+    for quantize in runners:
+        right = np.stack(predictions[quantize]) == labels[:, None]
+        report[quantize].update(
+            top1=right.mean(0).tolist(),
+            mean_ms=1000 * statistics.mean(times[quantize]),
+            median_ms=1000 * statistics.median(times[quantize]),
+        )
+    return report
+
+
+def main(argv):
+    del argv
+    unknown = set(FLAGS.quantize) - set(litert.QUANTIZATIONS)
+    if unknown:
+        raise app.UsageError(f"--quantize: {sorted(unknown)} unknown; expected some of {litert.QUANTIZATIONS}")
+    models = {"ff": files.load_model(FLAGS.ff), "mgnet": files.load_model(FLAGS.mgnet)}
+    size = models["mgnet"].image_size
+    data = EvalData(FLAGS.dataset, "test", data_dir=FLAGS.data_dir, max_examples=FLAGS.examples or None)
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(size)))
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}",
+        "test_examples": len(labels),
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, model in models.items():
+            results[name] = report = _measure(model, images, labels, scratch, name)
+            keras_top1 = " / ".join(f"{100 * a:.2f}" for a in report["keras_top1"])
+            print(f"{name}: Keras top-1 after each glimpse {keras_top1}")
+            for quantize in FLAGS.quantize:
+                r = report[quantize]
+                top1 = " / ".join(f"{100 * a:.2f}" for a in r["top1"])
+                print(
+                    f"  {quantize:13s} {r['file_mb']:.2f} MB  top-1 {top1}  "
+                    f"{r['mean_ms']:.3f} ({r['median_ms']:.3f}) ms mean (median)"
+                )
+    if FLAGS.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    app.run(main)
