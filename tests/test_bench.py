@@ -117,6 +117,9 @@ def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
         assert runtime["exit_agrees_with_offline_rule"] == 1.0
         assert runtime["exit_glimpses_agree"] == 1.0
         assert runtime["ff_mean_ms"] > 0 and runtime["mgnet_exit_mean_ms"] > 0
+        # Served as the rule says, so scored as the offline figures are.
+        assert runtime["exit_top1_served"] == pytest.approx(report["top1"]["mgnet_exit"])
+        assert runtime["ff_top1_served"] == pytest.approx(report["top1"]["ff"])
         for value in ("0.5", "1.0"):
             assert runtime[f"exit_{value}_agrees_with_offline_rule"] == 1.0
             assert runtime[f"exit_{value}_glimpses_agree"] == 1.0
