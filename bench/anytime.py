@@ -41,16 +41,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from mgnet_tf import files  # noqa: E402
+from bench import trained_pair  # noqa: E402
 from mgnet_tf.early_exit import calibrate_threshold, dynamic_exit  # noqa: E402
-from reports.data import EvalData  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKPOINTS = os.path.join(REPO, "checkpoints")
-flags.DEFINE_string("ff", os.path.join(CHECKPOINTS, "translated_fashion_mnist_ff.keras"), "FF-Net .keras file.")
-flags.DEFINE_string("mgnet", os.path.join(CHECKPOINTS, "translated_fashion_mnist_mgnet.keras"), "MGNet .keras file.")
-flags.DEFINE_string("dataset", "translated_fashion_mnist", "Data set of both models.")
-flags.DEFINE_string("data_dir", None, "The data set's files (default: see docs).")
 flags.DEFINE_integer("examples", 500, "Test images timed and evaluated.")
 flags.DEFINE_integer("validation_examples", 2000, "Validation images for the threshold.")
 flags.DEFINE_float("max_drop", 0.5, "Top-1 points the dynamic exit may lose against --reference.")
@@ -96,12 +89,6 @@ flags.DEFINE_list(
 )
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 FLAGS = flags.FLAGS
-
-
-def _arrays(split, count, image_size):
-    data = EvalData(FLAGS.dataset, split, data_dir=FLAGS.data_dir, max_examples=count)
-    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(image_size)))
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def _probabilities(model, images):
@@ -209,9 +196,9 @@ def _sweep_thresholds(values):
 
 def main(argv):
     del argv
-    ff_net, mgnet = files.load_model(FLAGS.ff), files.load_model(FLAGS.mgnet)
+    ff_net, mgnet = trained_pair.load()
     size = mgnet.image_size
-    val_images, val_labels = _arrays("validation", FLAGS.validation_examples, size)
+    val_images, val_labels = trained_pair.arrays("validation", FLAGS.validation_examples, size)
     val_probabilities = _probabilities(mgnet, val_images)
     reference = None
     if FLAGS.reference == "ff":  # image by image: a paired comparison
@@ -220,7 +207,7 @@ def main(argv):
         val_probabilities, val_labels, FLAGS.max_drop, reference, confidence=FLAGS.confidence
     )
     count = max(FLAGS.examples, FLAGS.accuracy_examples) if FLAGS.accuracy_examples else None
-    all_images, all_labels = _arrays("test", count, size)
+    all_images, all_labels = trained_pair.arrays("test", count, size)
     probabilities = _probabilities(mgnet, all_images)
     offline_all, glimpses_all = (v.numpy() for v in dynamic_exit(probabilities, threshold))
     ff_probabilities = _probabilities(ff_net, all_images)

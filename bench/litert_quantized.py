@@ -27,16 +27,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from mgnet_tf import files, litert  # noqa: E402
+from bench import trained_pair  # noqa: E402
+from mgnet_tf import litert  # noqa: E402
 from mgnet_tf.export import export_litert  # noqa: E402
-from reports.data import EvalData  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKPOINTS = os.path.join(REPO, "checkpoints")
-flags.DEFINE_string("ff", os.path.join(CHECKPOINTS, "translated_fashion_mnist_ff.keras"), "FF-Net .keras file.")
-flags.DEFINE_string("mgnet", os.path.join(CHECKPOINTS, "translated_fashion_mnist_mgnet.keras"), "MGNet .keras file.")
-flags.DEFINE_string("dataset", "translated_fashion_mnist", "Data set of both models.")
-flags.DEFINE_string("data_dir", None, "The data set's files (default: see docs).")
 flags.DEFINE_integer("examples", 0, "Test images (0: the whole split).")
 flags.DEFINE_list("quantize", list(litert.QUANTIZATIONS), "Quantizations to compare.")
 flags.DEFINE_integer("litert_threads", os.cpu_count(), "LiteRT (XNNPACK) threads.")
@@ -80,11 +74,8 @@ def main(argv):
     unknown = set(FLAGS.quantize) - set(litert.QUANTIZATIONS)
     if unknown:
         raise app.UsageError(f"--quantize: {sorted(unknown)} unknown; expected some of {litert.QUANTIZATIONS}")
-    models = {"ff": files.load_model(FLAGS.ff), "mgnet": files.load_model(FLAGS.mgnet)}
-    size = models["mgnet"].image_size
-    data = EvalData(FLAGS.dataset, "test", data_dir=FLAGS.data_dir, max_examples=FLAGS.examples or None)
-    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(size)))
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    models = dict(zip(("ff", "mgnet"), trained_pair.load()))
+    images, labels = trained_pair.arrays("test", FLAGS.examples or None, models["mgnet"].image_size)
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}",
         "test_examples": len(labels),

@@ -1,0 +1,32 @@
+"""The trained pair the accuracy benchmarks compare (`anytime.py`, `litert_quantized.py`):
+FF-Net and MGNet `.keras` files and their data set, from shared flags."""
+
+import os
+
+import numpy as np
+from absl import flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKPOINTS = os.path.join(REPO, "checkpoints")
+flags.DEFINE_string("ff", os.path.join(CHECKPOINTS, "translated_fashion_mnist_ff.keras"), "FF-Net .keras file.")
+flags.DEFINE_string("mgnet", os.path.join(CHECKPOINTS, "translated_fashion_mnist_mgnet.keras"), "MGNet .keras file.")
+flags.DEFINE_string("dataset", "translated_fashion_mnist", "Data set of both models.")
+flags.DEFINE_string("data_dir", None, "The data set's files (default: see docs).")
+FLAGS = flags.FLAGS
+
+
+def load():
+    """(FF-Net, MGNet) from --ff and --mgnet."""
+    from mgnet_tf import files  # noqa: PLC0415
+
+    return files.load_model(FLAGS.ff), files.load_model(FLAGS.mgnet)
+
+
+def arrays(split, count, image_size):
+    """(images float32 (N, S, S, C), labels (N,)) of the first `count` images of `split`
+    (None: all), as the evaluation pipeline gives them."""
+    from reports.data import EvalData  # noqa: PLC0415
+
+    data = EvalData(FLAGS.dataset, split, data_dir=FLAGS.data_dir, max_examples=count)
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(image_size)))
+    return np.concatenate(images), np.concatenate(labels)
