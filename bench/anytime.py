@@ -109,11 +109,10 @@ def _runtime_calls(runtime, ff_net, mgnet, scratch):
     (1, S, S, C) image."""
     if runtime == "litert":
         from mgnet_tf import litert  # noqa: PLC0415
-        from mgnet_tf.export import export_litert  # noqa: PLC0415
 
         runners = {}
-        for name, model in (("ff", ff_net), ("mgnet", mgnet)):
-            export_litert(model, os.path.join(scratch, name), FLAGS.litert_quantize)
+        for name in ("ff", "mgnet"):  # --ff and --mgnet
+            trained_pair.export_litert(getattr(FLAGS, name), os.path.join(scratch, name), FLAGS.litert_quantize)
             runners[name] = litert.Runner(os.path.join(scratch, name), FLAGS.litert_threads)
         return (
             lambda x: runners["ff"].run(x)["probabilities_per_glimpse"][0, -1],

@@ -29,7 +29,6 @@ from absl import app, flags  # noqa: E402
 
 from bench import trained_pair  # noqa: E402
 from mgnet_tf import litert  # noqa: E402
-from mgnet_tf.export import export_litert  # noqa: E402
 
 flags.DEFINE_integer("examples", 0, "Test images (0: the whole split).")
 flags.DEFINE_list("quantize", list(litert.QUANTIZATIONS), "Quantizations to compare.")
@@ -47,7 +46,7 @@ def _measure(model, images, labels, scratch, name):
     runners = {}
     for quantize in FLAGS.quantize:
         directory = os.path.join(scratch, f"{name}_{quantize}")
-        export_litert(model, directory, quantize)
+        trained_pair.export_litert(getattr(FLAGS, name), directory, quantize)
         runners[quantize] = litert.Runner(directory, FLAGS.litert_threads)
         report[quantize] = {"file_mb": os.path.getsize(os.path.join(directory, "mgnet.tflite")) / 2**20}
     predictions = {q: [] for q in runners}
