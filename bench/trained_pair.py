@@ -37,7 +37,7 @@ def arrays(split, count, image_size):
 def export_litert(model_path, directory, quantize="none"):
     """`python -m mgnet_tf.export --format=litert` of `model_path` into `directory`, in a
     child process: converting in the process that then times the files left MGNet's
-    all-glimpse file 1.3x slower there (0.74 against 0.52 ms, the same file loaded in a
+    all-glimpse file 1.4x slower there (0.74 against 0.52 ms, the same file loaded in a
     process that had not converted anything)."""
     command = [
         sys.executable, "-m", "mgnet_tf.export", f"--model={model_path}", f"--output={directory}",
