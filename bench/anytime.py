@@ -32,7 +32,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,14 +90,6 @@ flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 FLAGS = flags.FLAGS
 
 
-def _probabilities(model, images):
-    out = [
-        tf.nn.softmax(model(images[i : i + 256], training=False)["logits"]).numpy()
-        for i in range(0, len(images), 256)
-    ]
-    return np.concatenate(out)
-
-
 def _top1(probabilities, labels):
     return float(np.mean(probabilities.argmax(-1) == labels))
 
@@ -152,11 +143,7 @@ def time_runtime(runtime, ff_net, mgnet, thresholds, images, scratch):
     times = {"ff": [], **{name: [] for name in names}, "mgnet_all": []}
     predictions = {"ff": [], **{name: [] for name in names}, **{f"glimpses_{name}": [] for name in names}}
     def timed(call, *args):
-        for _ in range(FLAGS.warm_calls):
-            call(*args)
-        start = time.perf_counter()
-        out = call(*args)
-        return out, time.perf_counter() - start
+        return trained_pair.timed(call, *args, warm_calls=FLAGS.warm_calls)
 
     for image in images:
         x = image[None]
@@ -198,18 +185,18 @@ def main(argv):
     ff_net, mgnet = trained_pair.load()
     size = mgnet.image_size
     val_images, val_labels = trained_pair.arrays("validation", FLAGS.validation_examples, size)
-    val_probabilities = _probabilities(mgnet, val_images)
+    val_probabilities = trained_pair.probabilities(mgnet, val_images)
     reference = None
     if FLAGS.reference == "ff":  # image by image: a paired comparison
-        reference = _probabilities(ff_net, val_images)[:, -1].argmax(-1) == val_labels
+        reference = trained_pair.probabilities(ff_net, val_images)[:, -1].argmax(-1) == val_labels
     threshold = calibrate_threshold(
         val_probabilities, val_labels, FLAGS.max_drop, reference, confidence=FLAGS.confidence
     )
     count = max(FLAGS.examples, FLAGS.accuracy_examples) if FLAGS.accuracy_examples else None
     all_images, all_labels = trained_pair.arrays("test", count, size)
-    probabilities = _probabilities(mgnet, all_images)
+    probabilities = trained_pair.probabilities(mgnet, all_images)
     offline_all, glimpses_all = (v.numpy() for v in dynamic_exit(probabilities, threshold))
-    ff_probabilities = _probabilities(ff_net, all_images)
+    ff_probabilities = trained_pair.probabilities(ff_net, all_images)
     images, labels = all_images[: FLAGS.examples], all_labels[: FLAGS.examples]
     offline, glimpses = offline_all[: FLAGS.examples], glimpses_all[: FLAGS.examples]
     results = {

@@ -18,7 +18,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,6 +28,7 @@ from absl import app, flags  # noqa: E402
 
 from bench import trained_pair  # noqa: E402
 from mgnet_tf import litert  # noqa: E402
+from mgnet_tf.evaluation import accuracy_per_glimpse  # noqa: E402
 
 flags.DEFINE_integer("examples", 0, "Test images (0: the whole split).")
 flags.DEFINE_list("quantize", list(litert.QUANTIZATIONS), "Quantizations to compare.")
@@ -38,30 +38,23 @@ FLAGS = flags.FLAGS
 
 
 def _measure(model, images, labels, scratch, name):
-    keras_top1 = []
-    for i in range(0, len(images), 256):
-        logits = model(images[i : i + 256], training=False)["logits"].numpy()
-        keras_top1.append(logits.argmax(-1) == labels[i : i + 256, None])
-    report = {"keras_top1": np.concatenate(keras_top1).mean(0).tolist()}
+    report = {"keras_top1": accuracy_per_glimpse(trained_pair.probabilities(model, images), labels)}
     runners = {}
     for quantize in FLAGS.quantize:
         directory = os.path.join(scratch, f"{name}_{quantize}")
         trained_pair.export_litert(getattr(FLAGS, name), directory, quantize)
         runners[quantize] = litert.Runner(directory, FLAGS.litert_threads)
         report[quantize] = {"file_mb": os.path.getsize(os.path.join(directory, "mgnet.tflite")) / 2**20}
-    predictions = {q: [] for q in runners}
+    outputs = {q: [] for q in runners}
     times = {q: [] for q in runners}
     for image in images:
         for quantize, runner in runners.items():
-            runner.run(image)  # warm: its own weights in the cache
-            start = time.perf_counter()
-            out = runner.run(image)["probabilities_per_glimpse"][0]
-            times[quantize].append(time.perf_counter() - start)
-            predictions[quantize].append(out.argmax(-1))
+            out, seconds = trained_pair.timed(runner.run, image)
+            times[quantize].append(seconds)
+            outputs[quantize].append(out["probabilities_per_glimpse"][0])
     for quantize in runners:
-        right = np.stack(predictions[quantize]) == labels[:, None]
         report[quantize].update(
-            top1=right.mean(0).tolist(),
+            top1=accuracy_per_glimpse(np.stack(outputs[quantize]), labels),
             mean_ms=1000 * statistics.mean(times[quantize]),
             median_ms=1000 * statistics.median(times[quantize]),
         )

@@ -4,6 +4,7 @@ FF-Net and MGNet `.keras` files and their data set, from shared flags."""
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 from absl import flags
@@ -32,6 +33,27 @@ def arrays(split, count, image_size):
     data = EvalData(FLAGS.dataset, split, data_dir=FLAGS.data_dir, max_examples=count)
     images, labels = zip(*((x.numpy(), y.numpy()) for x, y in data.batches(image_size)))
     return np.concatenate(images), np.concatenate(labels)
+
+
+def probabilities(model, images, batch_size=256):
+    """Softmax outputs (N, T, K) of `model` after each glimpse on float `images`."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    out = [
+        tf.nn.softmax(model(images[i : i + batch_size], training=False)["logits"]).numpy()
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def timed(call, *args, warm_calls=1):
+    """(call(*args), seconds it took), after `warm_calls` untimed calls of its own, so
+    that it is timed with its weights in the cache whatever ran before it."""
+    for _ in range(warm_calls):
+        call(*args)
+    start = time.perf_counter()
+    out = call(*args)
+    return out, time.perf_counter() - start
 
 
 def export_litert(model_path, directory, quantize="none"):
