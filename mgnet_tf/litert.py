@@ -181,30 +181,28 @@ def write_files(model, directory, quantize="none", sampler_method=SAMPLER_METHOD
             # Check the file against TensorFlow on the same inputs (the step file at
             # every step, on the state TensorFlow's step before returned).
             runner = interpreter(path)
-            for inputs in _check_inputs(image, specs, model.num_glimpses):
+            stepwise = name == "mgnet_step"
+            inputs = {"images": image, **(_first_step_state(metadata) if stepwise else {})}
+            for t in range(model.num_glimpses if stepwise else 1):
+                if stepwise:
+                    inputs["step"] = np.int32(t)
                 expected = concrete(**{k: tf.constant(v) for k, v in inputs.items()})
                 expected = {k: v.numpy() for k, v in expected.items()}
                 got = run_file(path, metadata["files"][name], inputs, runner=runner)
                 _compare(path, got, expected, quantize)
-                if "step" in inputs:  # the next step runs on TensorFlow's state
+                if stepwise:
                     inputs.update(tokens=expected["tokens"], glimpse_params=expected["glimpse_params"])
     with open(os.path.join(directory, METADATA), "w") as file:
         json.dump(metadata, file, indent=1)
     return metadata
 
 
-def _check_inputs(image, specs, steps):
-    """Yields the inputs a file is checked on: the image, and for the step file each
-    step's, its state updated in place by the caller from TensorFlow's outputs."""
-    names = [spec.name for spec in specs]
-    if "step" not in names:
-        yield {"images": image}
-        return
-    tokens, params = (np.zeros(spec.shape, np.float32) for spec in specs[1:3])
-    inputs = {"images": image, "tokens": tokens, "glimpse_params": params}
-    for t in range(steps):
-        inputs["step"] = np.int32(t)
-        yield inputs
+def _first_step_state(metadata):
+    """The step file's state inputs at step 0 (zeros: ignored there)."""
+    return {
+        "tokens": np.zeros(metadata["token_shape"], np.float32),
+        "glimpse_params": np.zeros((1, 3), np.float32),
+    }
 
 
 def _compare(path, got, expected, quantize):
@@ -309,8 +307,7 @@ class Runner:
                 f"{self.directory} has no mgnet_step.tflite (an export of an earlier "
                 "version, with a file per step): export the model again"
             )
-        inputs["tokens"] = np.zeros(self.metadata["token_shape"], np.float32)
-        inputs["glimpse_params"] = np.zeros((1, 3), np.float32)
+        inputs.update(_first_step_state(self.metadata))
         for t in range(self.num_glimpses):
             inputs["step"] = t
             out = self._run("mgnet_step", inputs)
