@@ -90,7 +90,7 @@ def test_op_profile_script():
 
 def test_anytime_script_serves_the_offline_exit_rule(idx_dir):
     """The shipped pair on a few images: in every runtime the served early exit (the
-    SavedModel graph, LiteRT's step files) gives the rule's prediction and glimpses."""
+    SavedModel graph, LiteRT's step file) gives the rule's prediction and glimpses."""
     report = _last_json(
         "anytime.py",
         f"--data_dir={idx_dir}",

@@ -478,7 +478,7 @@ def test_cli_and_saved_model_cli(tmp_path):
 
 @pytest.mark.parametrize("first_localization", [False, True])
 def test_padded_step_follows_a_relative_placement(first_localization):
-    """The served step (SavedModel `glimpse_step`, LiteRT step files) hands each
+    """The SavedModel early exit's step (`padded_step`) hands each
     glimpse's own (s, x, y) to the localization: with relative placement the served
     walk is the model's, not eq. 4's; with a first localization head of its own,
     glimpse 2 is that head's."""

@@ -176,7 +176,7 @@ def test_ff_net_and_resnet_convert_to_builtin_ops(tmp_path):
 @pytest.mark.parametrize("placement_map", [None, "conv3"])
 def test_spatial_placement_converts_and_equals_keras(tmp_path, placement_map):
     """The translated presets' placement (a soft-argmax over a backbone map, the last
-    or conv3's) in the whole-loop file and the step files, with cell scores that move
+    or conv3's) in the whole-loop file and the step file, with cell scores that move
     the glimpses (zero scores would leave the relative move alone)."""
     model = MGNet(
         "vanilla_cnn", num_classes=5, image_size=40, num_glimpses=3, downsample=2,
